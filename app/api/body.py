@@ -1,0 +1,82 @@
+"""Reading and parsing request bodies: media type, size limit, fields -> validated model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from fastapi import Depends, Request
+from pydantic import BaseModel
+
+from app.api.codec import decode_scalar, split_body
+from app.api.errors import BodyError
+from app.api.schemas.common import ArrayField
+from app.settings import Settings, get_settings
+
+M = TypeVar("M", bound=BaseModel)
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def read_json_body(request: Request, settings: SettingsDep) -> bytes | bytearray:
+    """The raw body of a JSON request, refused early when it is not JSON (415) or larger
+    than ``max_body_bytes`` (413, after reading at most the limit)."""
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        shown = media_type or "none"
+        raise BodyError(415, f"expected Content-Type application/json, got {shown}")
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyError(413, f"the body has {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyError(413, f"the body is larger than the limit of {limit} bytes")
+    return body
+
+
+JsonBody = Annotated[bytes | bytearray, Depends(read_json_body)]
+
+_ARRAY_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
+
+
+def _array_fields(model: type[BaseModel]) -> frozenset[str]:
+    if model not in _ARRAY_FIELDS:
+        _ARRAY_FIELDS[model] = frozenset(
+            name
+            for name, info in model.model_fields.items()
+            if any(isinstance(m, ArrayField) for m in info.metadata)
+            or any(isinstance(m, ArrayField) for arg in getattr(info.annotation, "__args__", ())
+                   for m in getattr(arg, "__metadata__", ()))
+        )
+    return _ARRAY_FIELDS[model]
+
+
+def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -> M:
+    """Validate a JSON body into ``model``; arrays become ndarrays.
+
+    Array fields stay unparsed JSON until their own typed decoder reads them (see codec);
+    every other field is parsed here and validated strictly by pydantic.
+
+    Raises:
+      InputError, pydantic.ValidationError: mapped to 422 by app.api.errors.
+      BodyError: 413 when the arrays hold more than ``max_elements`` numbers.
+    """
+    fields = split_body(body)
+    arrays = _array_fields(model)
+    data: dict[str, Any] = {
+        key: decode_scalar(key, value)
+        if isinstance(value, msgspec.Raw) and key not in arrays
+        else value
+        for key, value in fields.items()
+    }
+    request = model.model_validate(data)
+    present = (getattr(request, name) for name in arrays)
+    n_elements = sum(a.size for a in present if a is not None)
+    if n_elements > settings.max_elements:
+        raise BodyError(
+            413, f"the arrays hold {n_elements} elements; the limit is {settings.max_elements}"
+        )
+    return request

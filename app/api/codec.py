@@ -1,0 +1,355 @@
+"""Request bytes <-> NumPy arrays, both directions.
+
+Requests: a body is split once into its top-level fields without parsing the arrays
+(msgspec ``Raw``); each array field is then decoded by a typed msgspec decoder, which
+rejects strings, booleans and nulls with the exact position, and turned into an ndarray
+in one vectorised pass. Encoded arrays (``{"dtype", "shape", "data"}``) are base64-decoded
+and viewed with ``np.frombuffer`` without copying. Scalar options go to pydantic.
+
+Responses: arrays are written by orjson straight from the ndarray buffer (no per-element
+Python objects), or as encoded float64 arrays with ``response_encoding: "base64"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+import orjson
+
+from app.core._checks import InputError, check_finite
+
+DTYPES: dict[str, np.dtype[Any]] = {
+    "float32": np.dtype("<f4"),
+    "float64": np.dtype("<f8"),
+    "int32": np.dtype("<i4"),
+    "int64": np.dtype("<i8"),
+    "uint8": np.dtype("u1"),
+    "bool": np.dtype("?"),
+}
+FLOAT_DTYPES = ("float32", "float64", "int32", "int64")
+INT_DTYPES = ("int32", "int64")
+MASK_DTYPES = ("uint8", "bool", "int32", "int64", "float32", "float64")
+
+
+class EncodedArrayStruct(msgspec.Struct, forbid_unknown_fields=True):
+    """Wire form of an encoded array (the pydantic twin in schemas is for the docs)."""
+
+    dtype: str
+    shape: list[int]
+    data: str
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """What an array field accepts.
+
+    Attributes:
+      kind: "float" (numbers), "int" (integers: labels) or "mask" (0/1 or booleans).
+      ndim: the allowed ranks; 0 means a bare JSON number is accepted too.
+    """
+
+    kind: str
+    ndim: tuple[int, ...]
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return {"float": FLOAT_DTYPES, "int": INT_DTYPES, "mask": MASK_DTYPES}[self.kind]
+
+
+def _element_type(kind: str) -> Any:
+    return {"float": float, "int": int, "mask": int | bool}[kind]
+
+
+def _wire_type(spec: ArraySpec) -> Any:
+    """The msgspec type of a JSON array field: nested lists of the element type."""
+    elem: Any = _element_type(spec.kind)
+    ranks = set(spec.ndim)
+    nested: Any
+    if ranks == {1}:
+        nested = list[elem]
+    elif ranks == {0, 1}:
+        nested = elem | list[elem]
+    else:
+        # Rank 2 (and 1 or 2): msgspec allows one array-like member per union, so rows are
+        # "element or list of elements"; numpy then rejects a mixture as ragged.
+        nested = list[elem | list[elem]]
+    return nested | EncodedArrayStruct
+
+
+_DECODERS: dict[ArraySpec, msgspec.json.Decoder[Any]] = {}
+_PATH = re.compile(r"\[(\d+)\]|\.(\w+)")
+_TYPE_WORDS = {
+    "float": "a number",
+    "int": "an integer",
+    "bool": "a boolean",
+    "str": "a string",
+    "null": "null",
+    "array": "an array",
+    "object": "an object",
+}
+
+
+def _decoder(spec: ArraySpec) -> msgspec.json.Decoder[Any]:
+    if spec not in _DECODERS:
+        _DECODERS[spec] = msgspec.json.Decoder(_wire_type(spec))
+    return _DECODERS[spec]
+
+
+def _wire_error(exc: msgspec.ValidationError, field: str, spec: ArraySpec) -> InputError:
+    """Translate a msgspec path error ("Expected `float`, got `str` - at `$[3][1]`")."""
+    text = str(exc)
+    message, _, path = text.partition(" - at `")
+    position: list[Any] = []
+    for index, name in _PATH.findall(path.rstrip("`")):
+        position.append(int(index) if index else name)
+    expected_word = {"float": "a number", "int": "an integer", "mask": "0, 1 or a boolean"}
+    got = re.search(r"got `(\w+)`", message)
+    if message.startswith("Expected") and got:
+        what = _TYPE_WORDS.get(got.group(1), got.group(1))
+        if (position and isinstance(position[-1], str)) or message.startswith("Expected `object"):
+            msg = f"{message[0].lower()}{message[1:]}"
+        elif got.group(1) in ("array", "object") and not position:
+            msg = f"expected an array (nested lists) or an encoded array, got {what}"
+        elif got.group(1) == "array":
+            msg = (
+                f"expected {expected_word[spec.kind]}, "
+                "got an array nested deeper than the field allows"
+            )
+        else:
+            msg = f"expected {expected_word[spec.kind]}, got {what}"
+        kind = "type_error"
+    elif message.startswith("Number out of range"):
+        msg = (
+            "expected a finite float64 number, got a literal outside the float64 range"
+            if spec.kind == "float"
+            else "expected an integer that fits in int64"
+        )
+        kind = "not_finite" if spec.kind == "float" else "out_of_range"
+    else:
+        msg = message[0].lower() + message[1:]
+        kind = "value_error"
+    return _positioned_error(field, msg, position, kind)
+
+
+def _positioned_error(field: str, msg: str, position: list[Any], kind: str) -> InputError:
+    error = InputError(field, msg, kind=kind)
+    error.position = tuple(position)  # may hold a key name for encoded-array parts
+    return error
+
+
+def decode_array(value: Any, *, field: str, spec: ArraySpec) -> np.ndarray:
+    """Turn one array field (Raw JSON, Python lists, an encoded dict or an ndarray) into
+    an ndarray: float64 for "float", int64 for "int", bool for "mask".
+
+    Raises:
+      InputError: with the field and the position of the first offending element.
+    """
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            if isinstance(value, msgspec.Raw):
+                wire = _decoder(spec).decode(value)
+            else:
+                wire = msgspec.convert(value, _wire_type(spec), strict=True)
+        except msgspec.ValidationError as exc:
+            raise _wire_error(exc, field, spec) from None
+        except RecursionError:
+            raise InputError(field, "arrays are nested too deeply", kind="type_error") from None
+        if isinstance(wire, EncodedArrayStruct):
+            arr = _decode_encoded(wire, field, spec)
+        else:
+            arr = _from_lists(wire, field, spec)
+    return _finalise(arr, field, spec)
+
+
+def _from_lists(wire: Any, field: str, spec: ArraySpec) -> np.ndarray:
+    if not isinstance(wire, list):  # a bare number, for fields that also take a scalar
+        return np.asarray(wire, dtype=np.float64)
+    dtype = {"float": np.float64, "int": np.int64, "mask": None}[spec.kind]
+    try:
+        return np.asarray(wire, dtype=dtype)
+    except ValueError:  # numpy refuses ragged nesting
+        raise _ragged_error(wire, field) from None
+    except OverflowError:  # an integer beyond int64
+        pos = _first(wire, lambda v: not -(2**63) <= v < 2**63)
+        raise _positioned_error(
+            field, "expected an integer that fits in int64", list(pos), "out_of_range"
+        ) from None
+
+
+def _first(wire: Any, predicate: Any) -> tuple[int, ...]:
+    """Position of the first scalar in nested lists satisfying ``predicate`` (error path only)."""
+    for i, row in enumerate(wire):
+        if isinstance(row, list):
+            for j, v in enumerate(row):
+                if predicate(v):
+                    return (i, j)
+        elif predicate(row):
+            return (i,)
+    return ()
+
+
+def _ragged_error(wire: list[Any], field: str) -> InputError:
+    """Locate the first row that breaks rectangularity (only runs on the error path)."""
+    first = wire[0]
+    first_len = len(first) if isinstance(first, list) else None
+    for i, row in enumerate(wire):
+        row_len = len(row) if isinstance(row, list) else None
+        if row_len != first_len:
+            if first_len is None or row_len is None:
+                msg = "expected every row to be a list, or none (mixed numbers and lists)"
+            else:
+                msg = f"expected rows of equal length {first_len}, got a row of length {row_len}"
+            return InputError(field, msg, position=(i,), kind="ragged")
+    return InputError(field, "expected a rectangular array", kind="ragged")
+
+
+def _decode_encoded(wire: EncodedArrayStruct, field: str, spec: ArraySpec) -> np.ndarray:
+    if wire.dtype not in spec.dtypes:
+        allowed = ", ".join(spec.dtypes)
+        raise _positioned_error(
+            field, f"expected dtype one of {allowed}, got {wire.dtype!r}", ["dtype"], "enum"
+        )
+    dtype = DTYPES[wire.dtype]
+    if len(wire.shape) not in spec.ndim or any(s < 0 for s in wire.shape):
+        ranks = " or ".join(str(d) for d in spec.ndim)
+        raise _positioned_error(
+            field, f"expected a shape of {ranks} non-negative sizes, got {wire.shape}",
+            ["shape"], "shape_error",
+        )
+    n_items = math.prod(wire.shape)  # Python ints: no overflow whatever the shape
+    try:
+        raw = base64.b64decode(wire.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _positioned_error(
+            field, "expected standard base64 (RFC 4648) data", ["data"], "base64"
+        ) from None
+    expected = n_items * dtype.itemsize
+    if len(raw) != expected:
+        raise _positioned_error(
+            field,
+            f"expected {expected} bytes of data for shape {wire.shape} and dtype {wire.dtype}, "
+            f"got {len(raw)}",
+            ["data"], "size_mismatch",
+        )
+    return np.frombuffer(raw, dtype=dtype).reshape(wire.shape)
+
+
+def _finalise(arr: np.ndarray, field: str, spec: ArraySpec) -> np.ndarray:
+    if arr.size == 0:
+        raise InputError(field, f"expected a non-empty array, got shape {list(arr.shape)}",
+                         kind="empty")
+    if arr.ndim not in spec.ndim:
+        ranks = " or ".join(f"{d}-D" for d in spec.ndim if d) or "a number"
+        raise InputError(
+            field, f"expected a {ranks} array, got {arr.ndim}-D shape {list(arr.shape)}",
+            kind="shape_error",
+        )
+    if spec.kind == "float":
+        arr = arr.astype(np.float64, copy=False)
+        check_finite(arr, field)
+    elif spec.kind == "int":
+        arr = arr.astype(np.int64, copy=False)
+    else:
+        if arr.dtype.kind == "f":
+            check_finite(arr, field)
+        arr = arr.astype(np.float64, copy=False)
+    return arr
+
+
+# --------------------------------------------------------------------------- bodies
+
+_TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def split_body(body: bytes | bytearray) -> dict[str, Any]:
+    """Split a JSON object into its top-level fields, each left as unparsed ``Raw`` JSON.
+
+    Falls back to the standard library (which accepts the non-standard NaN and Infinity
+    tokens) only when the fast parser refuses the body, so that such a token is reported
+    by the array validation with its exact position instead of as a parse error.
+
+    Raises:
+      InputError: field "body" (loc ["body"]) for anything that is not a JSON object.
+    """
+    if not body.strip():
+        raise InputError("", "expected a JSON object, got an empty body", kind="json_invalid")
+    try:
+        return dict(_TOP_LEVEL.decode(body))
+    except msgspec.ValidationError:
+        raise InputError(
+            "", f"expected a JSON object, got {_json_kind(body)}", kind="json_type"
+        ) from None
+    except RecursionError:
+        raise InputError("", "JSON nested too deeply", kind="json_invalid") from None
+    except msgspec.DecodeError:
+        pass
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            "", f"expected UTF-8, got an invalid byte at offset {exc.start}", kind="json_invalid"
+        ) from None
+    try:
+        # parse_constant maps NaN/Infinity to floats; the array checks then reject them.
+        obj = json.loads(text, parse_constant=float)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            "", f"JSON decode error: {exc.msg} (line {exc.lineno} column {exc.colno})",
+            position=(exc.pos,), kind="json_invalid",
+        ) from None
+    except RecursionError:
+        raise InputError("", "JSON nested too deeply", kind="json_invalid") from None
+    if not isinstance(obj, dict):
+        raise InputError("", f"expected a JSON object, got {_json_kind(body)}", kind="json_type")
+    return obj
+
+
+def _json_kind(body: bytes | bytearray) -> str:
+    head = bytes(body.lstrip()[:1])
+    return {b"[": "an array", b'"': "a string"}.get(head, "a number, boolean or null")
+
+
+def decode_scalar(field: str, raw: msgspec.Raw) -> Any:
+    """Parse one non-array field's JSON (small: options, not data)."""
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        try:
+            return json.loads(bytes(raw), parse_constant=float)
+        except (ValueError, RecursionError):
+            raise InputError(field, "expected valid JSON", kind="json_invalid") from None
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def encode_array(arr: np.ndarray, encoding: str) -> Any:
+    """An ndarray for a response: itself (orjson writes it) or an encoded float64 dict."""
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if encoding == "base64":
+        return {
+            "dtype": "float64",
+            "shape": list(arr.shape),
+            "data": base64.b64encode(arr.astype("<f8", copy=False).tobytes()).decode("ascii"),
+        }
+    return arr
+
+
+def dumps(content: Any) -> bytes:
+    """Serialise a response body; ndarrays are written natively by orjson."""
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def count_elements(arrays: Iterable[np.ndarray | None]) -> int:
+    return sum(a.size for a in arrays if a is not None)

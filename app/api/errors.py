@@ -1,0 +1,87 @@
+"""The one place where exceptions become HTTP responses.
+
+Every 4xx body has FastAPI's shape. Validation errors never echo the input back: an
+input may hold NaN, which JSON cannot carry, and a 20 MB array has no place in an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core._checks import InputError
+
+logger = logging.getLogger("xentropy")
+
+
+class BodyError(Exception):
+    """A body refused before parsing: 413 (too large) or 415 (not JSON)."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+def input_error_item(exc: InputError) -> dict[str, Any]:
+    loc: list[Any] = ["body"]
+    if exc.field:
+        loc.append(exc.field)
+    loc.extend(exc.position)
+    return {"loc": loc, "msg": exc.message, "type": exc.kind}
+
+
+def pydantic_error_items(errors: list[Any], prefix: tuple[Any, ...] = ("body",)) -> list[Any]:
+    """Pydantic errors without ``input``/``ctx``/``url`` (may hold NaN or huge arrays)."""
+    items = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        if prefix and (not loc or loc[0] != prefix[0]):
+            loc = [*prefix, *loc]
+        msg = err.get("msg", "invalid value")
+        if err.get("type") == "extra_forbidden":
+            msg = f"unknown field {loc[-1]!r}: not part of this endpoint's body"
+        items.append({"loc": loc, "msg": msg, "type": err.get("type", "value_error")})
+    return items
+
+
+def _unprocessable(items: list[Any]) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": items})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers: InputError and validation -> 422, BodyError -> 413/415."""
+
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        return _unprocessable([input_error_item(exc)])
+
+    @app.exception_handler(ValidationError)
+    async def _model_error(request: Request, exc: ValidationError) -> JSONResponse:
+        return _unprocessable(pydantic_error_items(exc.errors()))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _unprocessable(pydantic_error_items(list(exc.errors()), prefix=()))
+
+    @app.exception_handler(BodyError)
+    async def _body_error(request: Request, exc: BodyError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a client error: log it with its traceback, say nothing internal.
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": "internal error"})

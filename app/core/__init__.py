@@ -1,0 +1,1 @@
+"""The numerical core: pure NumPy, no web framework (a test keeps it that way)."""

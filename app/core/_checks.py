@@ -1,0 +1,231 @@
+"""Input validation for the core, in the style of scikit-learn's ``check_*`` helpers.
+
+Every check raises :class:`InputError`, which carries the name of the offending
+argument (the same name the HTTP contract uses for the field), the position of the
+first offending element inside it, and an "expected ..., got ..." message. The HTTP
+layer turns it into a 422 whose ``loc`` is ``["body", field, *position]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Probability rows (and target rows) must sum to 1 within this absolute tolerance.
+ROW_SUM_TOLERANCE = 1e-6
+
+
+class InputError(Exception):
+    """An argument violates a documented rule.
+
+    Deliberately not a ValueError: pydantic converts ValueErrors raised inside validators
+    into its own errors and would drop the element position; this one passes through.
+
+    Attributes:
+      field: name of the argument (and request field), e.g. ``"labels"``.
+      position: index of the first offending element inside it; ``()`` for the whole field.
+      message: what rule was broken, phrased so that the sender can fix the request.
+      kind: a short machine-readable error type, e.g. ``"out_of_range"``.
+    """
+
+    def __init__(
+        self, field: str, message: str, *, position: Sequence[int] = (), kind: str = "value_error"
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.position = tuple(int(i) for i in position)
+        self.message = message
+        self.kind = kind
+
+    def __str__(self) -> str:
+        where = "".join(f"[{i}]" for i in self.position)
+        return f"{self.field}{where}: {self.message}"
+
+
+def first_index(mask: np.ndarray) -> tuple[int, ...]:
+    """Position (a tuple of ints) of the first True element of ``mask``, in C order."""
+    flat = int(np.flatnonzero(mask.ravel())[0])
+    return tuple(int(i) for i in np.unravel_index(flat, mask.shape))
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "×".join(str(s) for s in shape) if shape else "a scalar"
+
+
+def as_float_array(value: object, field: str, *, ndim: int | tuple[int, ...]) -> np.ndarray:
+    """Return ``value`` as a float64 array of the allowed rank, finite and non-empty.
+
+    Args:
+      value: array-like.
+      field: argument name for error messages.
+      ndim: allowed rank(s).
+
+    Returns:
+      float64 array (a view when the input already is float64).
+    """
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiub":
+        raise InputError(field, f"expected numbers, got dtype {arr.dtype}", kind="type_error")
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if arr.ndim not in allowed:
+        ranks = " or ".join(f"{d}-D" for d in allowed)
+        raise InputError(
+            field, f"expected a {ranks} array, got shape {_shape_text(arr.shape)}",
+            kind="shape_error",
+        )
+    if arr.size == 0 or (arr.ndim == 2 and arr.shape[1] == 0):
+        raise InputError(field, f"expected a non-empty array, got shape {arr.shape}", kind="empty")
+    arr = arr.astype(np.float64, copy=False)
+    check_finite(arr, field)
+    return arr
+
+
+def check_finite(arr: np.ndarray, field: str) -> None:
+    """Raise if any element of ``arr`` is NaN or infinite, naming the first one."""
+    if not np.isfinite(arr).all():
+        pos = first_index(~np.isfinite(arr))
+        raise InputError(
+            field, f"expected a finite number, got {arr[pos]}", position=pos, kind="not_finite"
+        )
+
+
+def check_length(arr: np.ndarray, field: str, expected: int, what: str) -> None:
+    """Raise unless ``arr`` is 1-D of length ``expected`` (``what`` says what it counts)."""
+    if arr.ndim != 1 or arr.shape[0] != expected:
+        raise InputError(
+            field,
+            f"expected {expected} values ({what}), got shape {_shape_text(arr.shape)}",
+            kind="shape_mismatch",
+        )
+
+
+def check_same_shape(arr: np.ndarray, field: str, shape: tuple[int, ...], of: str) -> None:
+    """Raise unless ``arr`` has exactly ``shape`` (the shape of argument ``of``)."""
+    if arr.shape != shape:
+        raise InputError(
+            field,
+            f"expected the shape of {of}, {_shape_text(shape)}, got {_shape_text(arr.shape)}",
+            kind="shape_mismatch",
+        )
+
+
+def check_range(
+    arr: np.ndarray,
+    field: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    what: str = "value",
+) -> None:
+    """Raise if any element lies outside the closed interval [low, high]."""
+    bad = np.zeros(arr.shape, dtype=bool)
+    if low is not None:
+        bad |= arr < low
+    if high is not None:
+        bad |= arr > high
+    if bad.any():
+        pos = first_index(bad)
+        if low is not None and high is not None:
+            rule = f"in [{low:g}, {high:g}]"
+        elif low is not None:
+            rule = f">= {low:g}"
+        else:
+            rule = f"<= {high:g}"
+        raise InputError(
+            field, f"expected {what} {rule}, got {arr[pos]:g}", position=pos, kind="out_of_range"
+        )
+
+
+def check_rows_sum_to_one(arr: np.ndarray, field: str) -> None:
+    """Raise if a row of the (N, C) array ``arr`` does not sum to 1 within the tolerance."""
+    sums = arr.sum(axis=1)
+    bad = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            field,
+            f"expected row {row} to sum to 1 (within {ROW_SUM_TOLERANCE:g}), got {sums[row]:.10g}",
+            position=(row,),
+            kind="not_a_distribution",
+        )
+
+
+def check_distributions(arr: np.ndarray, field: str) -> None:
+    """Raise unless every row of the (N, C) array is a probability distribution."""
+    check_range(arr, field, low=0.0, high=1.0, what="a probability")
+    check_rows_sum_to_one(arr, field)
+
+
+def check_labels(
+    labels: object, n_samples: int, n_classes: int, *, ignore_index: int | None = None
+) -> np.ndarray:
+    """Return ``labels`` as int64 of shape (N,), each in [0, C) or equal to ``ignore_index``."""
+    arr = np.asarray(labels)
+    if arr.dtype.kind == "f":
+        fractional = arr != np.floor(arr) if arr.size else np.zeros(0, bool)
+        if np.any(~np.isfinite(arr)) or np.any(fractional):
+            bad = ~np.isfinite(arr) | fractional
+            pos = first_index(bad)
+            raise InputError(
+                "labels", f"expected an integer class index, got {arr[pos]}", position=pos,
+                kind="type_error",
+            )
+    elif arr.dtype.kind not in "iub":
+        raise InputError("labels", f"expected integers, got dtype {arr.dtype}", kind="type_error")
+    check_length(arr, "labels", n_samples, "one label per sample")
+    arr = arr.astype(np.int64, copy=False)
+    bad = (arr < 0) | (arr >= n_classes)
+    if ignore_index is not None:
+        bad &= arr != ignore_index
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            "labels",
+            f"label {arr[i]} is outside [0, {n_classes})",
+            position=(i,),
+            kind="out_of_range",
+        )
+    return arr
+
+
+def check_weights(value: object, field: str, length: int, what: str) -> np.ndarray:
+    """Return non-negative finite float64 weights of shape (length,)."""
+    arr = as_float_array(value, field, ndim=1)
+    check_length(arr, field, length, what)
+    check_range(arr, field, low=0.0, what="a weight")
+    return arr
+
+
+def check_scalar(
+    value: float,
+    field: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as float if it lies in the given interval, else raise."""
+    v = float(value)
+    ok = np.isfinite(v)
+    if low is not None:
+        ok = ok and (v > low if low_open else v >= low)
+    if high is not None:
+        ok = ok and (v < high if high_open else v <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        low_text = "-inf" if low is None else f"{low:g}"
+        high_text = "inf" if high is None else f"{high:g}"
+        interval = f"{lo}{low_text}, {high_text}{hi}"
+        raise InputError(field, f"expected a number in {interval}, got {v:g}", kind="out_of_range")
+    return v
+
+
+def check_choice(value: str, field: str, choices: Sequence[str]) -> str:
+    """Raise unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise InputError(field, f"expected one of {options}, got {value!r}", kind="enum")
+    return value

@@ -1,0 +1,88 @@
+"""Numerically stable building blocks shared by the losses, divergences and calibration.
+
+Every function takes and returns float64 arrays; none of them allocates more than the
+result it returns unless a comment says why.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LN2 = math.log(2.0)
+
+#: The float64 machine epsilon: the default clipping margin for probabilities.
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax.
+
+    Args:
+      logits: shape (N, C), float64.
+
+    Returns:
+      shape (N, C): ``logits - logsumexp(logits, axis=1)``.
+    """
+    # Subtracting the row maximum first keeps every exponent <= 0, so exp never
+    # overflows and at least one term of each row's sum is exactly 1 (no log(0)).
+    out = logits - logits.max(axis=1, keepdims=True)
+    out -= np.log(np.exp(out).sum(axis=1, keepdims=True))
+    return out
+
+
+def logsumexp(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-sum-exp, shape (N, C) -> (N,), with max subtraction for stability."""
+    row_max = logits.max(axis=1)
+    # Same max-subtraction as in log_softmax: exp of non-positive numbers cannot overflow.
+    return row_max + np.log(np.exp(logits - row_max[:, None]).sum(axis=1))
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """``log(1 + exp(x))`` elementwise, any shape.
+
+    ``logaddexp(0, x)`` never overflows (it factors out ``max(0, x)``) and keeps full
+    precision for large negative ``x``, where ``log1p(exp(x))`` is already exact too.
+    """
+    return np.logaddexp(0.0, x)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function elementwise, any shape, without overflow.
+
+    Evaluated as ``exp(-softplus(-x))``: the exponent is never positive, so nothing
+    overflows, and for very negative ``x`` the tiny result keeps its relative precision
+    (``1 / (1 + exp(-x))`` would overflow in ``exp(-x)`` there).
+    """
+    return np.exp(-softplus(-x))
+
+
+def log1mexp(log_p: np.ndarray) -> np.ndarray:
+    """``log(1 - exp(log_p))`` for ``log_p <= 0``, elementwise.
+
+    Maechler's split: ``log(-expm1(a))`` is accurate for ``a`` near 0 (p near 1), and
+    ``log1p(-exp(a))`` for very negative ``a``; the switch point ``-ln 2`` is where both
+    are good. ``log_p == 0`` gives ``-inf`` (a certain event has no complement).
+    """
+    out = np.empty_like(log_p)
+    near_zero = log_p > -LN2
+    with np.errstate(divide="ignore"):
+        out[near_zero] = np.log(-np.expm1(log_p[near_zero]))
+    out[~near_zero] = np.log1p(-np.exp(log_p[~near_zero]))
+    return out
+
+
+def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``x * log(y)`` elementwise with the convention ``0 * log(y) = 0`` for any ``y >= 0``.
+
+    Used wherever a zero target or zero probability must contribute nothing
+    (entropy of a distribution with zeros), instead of ``0 * -inf = nan``.
+    """
+    out = np.zeros(np.broadcast_shapes(x.shape, y.shape))
+    nonzero = np.broadcast_to(x != 0, out.shape)
+    xb = np.broadcast_to(x, out.shape)
+    yb = np.broadcast_to(y, out.shape)
+    with np.errstate(divide="ignore"):
+        out[nonzero] = xb[nonzero] * np.log(yb[nonzero])
+    return out

@@ -1,0 +1,723 @@
+"""Cross-entropy losses and their analytic gradients.
+
+Naming follows optax's ``losses`` module: the link comes first (``softmax_`` /
+``sigmoid_`` for logits, none for probabilities), then the label form
+(``_with_integer_labels`` for class indices). Data come first, options are keyword-only.
+
+Every function returns a :class:`~app.core.reductions.LossResult`. Semantics follow
+PyTorch where PyTorch and the contract agree (``weight``, ``ignore_index``,
+``label_smoothing``, ``pos_weight``) and Keras for binary label smoothing and focal loss;
+what ``"mean"`` divides by is chosen with ``normalization`` (see reductions.py).
+
+Gradients are closed forms, not autograd:
+
+* softmax cross-entropy: ``d/dz_k Σ_c a_c (-log p_c) = p_k Σ_c a_c - a_k``;
+* categorical focal: with ``q = 1 - p`` and ``f_c = -q_c^γ log p_c``,
+  ``d f_c / d p_c = γ q^(γ-1) log p - q^γ / p``, chained through the softmax Jacobian;
+* sigmoid BCE: ``d/dx [pw t softplus(-x) + (1-t) softplus(x)] = -pw t σ(-x) + (1-t) σ(x)``;
+* binary focal: product rule on ``α_t m^γ BCE`` with ``m = 1 - p_t``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.core._checks import (
+    InputError,
+    as_float_array,
+    check_distributions,
+    check_labels,
+    check_range,
+    check_same_shape,
+    check_scalar,
+    check_weights,
+    first_index,
+)
+from app.core._numerics import FLOAT64_EPS, sigmoid, softplus
+from app.core.reductions import LossResult, check_reduction_options, reduce_losses, unit_scale
+
+__all__ = [
+    "binary_cross_entropy",
+    "categorical_cross_entropy",
+    "categorical_cross_entropy_with_integer_labels",
+    "sigmoid_binary_cross_entropy",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+]
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+# --------------------------------------------------------------------------- categorical
+
+
+def softmax_cross_entropy(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    *,
+    class_weights: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
+    label_smoothing: float = 0.0,
+    focal_gamma: float = 0.0,
+    focal_alpha: float | np.ndarray | None = None,
+    reduction: str = "mean",
+    normalization: str = "weights",
+    units: str = "nats",
+    return_gradient: bool = False,
+) -> LossResult:
+    """Softmax cross-entropy of logits against target distributions.
+
+    Args:
+      logits: shape (N, C), unnormalised scores.
+      targets: shape (N, C), one-hot or soft distributions (rows sum to 1).
+      class_weights: shape (C,), PyTorch ``weight``.
+      sample_weights: shape (N,).
+      label_smoothing: ε in [0, 1); targets become ``(1 - ε) t + ε / C``.
+      focal_gamma: γ >= 0; γ > 0 gives the focal loss ``-Σ_c α_c t_c (1 - p_c)^γ log p_c``.
+      focal_alpha: scalar or shape (C,) focal balancing factor; None for no balancing.
+      reduction: "mean", "sum" or "none".
+      normalization: "weights" or "samples" (what "mean" divides by).
+      units: "nats" or "bits".
+      return_gradient: also return d loss / d logits, shape (N, C).
+
+    Returns:
+      LossResult with per-sample ``losses`` of shape (N,).
+    """
+    return _categorical(
+        logits, None, targets, from_logits=True, class_weights=class_weights,
+        sample_weights=sample_weights, ignore_index=None, label_smoothing=label_smoothing,
+        focal_gamma=focal_gamma, focal_alpha=focal_alpha, epsilon=FLOAT64_EPS,
+        reduction=reduction, normalization=normalization, units=units,
+        return_gradient=return_gradient,
+    )
+
+
+def softmax_cross_entropy_with_integer_labels(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    class_weights: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    focal_gamma: float = 0.0,
+    focal_alpha: float | np.ndarray | None = None,
+    reduction: str = "mean",
+    normalization: str = "weights",
+    units: str = "nats",
+    return_gradient: bool = False,
+) -> LossResult:
+    """Softmax cross-entropy of logits against class indices (PyTorch ``cross_entropy``).
+
+    Args:
+      logits: shape (N, C).
+      labels: shape (N,), integers in [0, C) or equal to ``ignore_index``.
+      ignore_index: samples with this label are left out (loss 0, not counted).
+      Other options as in :func:`softmax_cross_entropy`.
+
+    Returns:
+      LossResult with per-sample ``losses`` of shape (N,).
+    """
+    return _categorical(
+        logits, labels, None, from_logits=True, class_weights=class_weights,
+        sample_weights=sample_weights, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, focal_gamma=focal_gamma, focal_alpha=focal_alpha,
+        epsilon=FLOAT64_EPS, reduction=reduction, normalization=normalization, units=units,
+        return_gradient=return_gradient,
+    )
+
+
+def categorical_cross_entropy(
+    probabilities: np.ndarray,
+    targets: np.ndarray,
+    *,
+    epsilon: float = FLOAT64_EPS,
+    class_weights: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
+    label_smoothing: float = 0.0,
+    focal_gamma: float = 0.0,
+    focal_alpha: float | np.ndarray | None = None,
+    reduction: str = "mean",
+    normalization: str = "weights",
+    units: str = "nats",
+    return_gradient: bool = False,
+) -> LossResult:
+    """Cross-entropy of probability rows against target distributions.
+
+    Args:
+      probabilities: shape (N, C), rows sum to 1 within 1e-6; clipped to
+        [epsilon, 1 - epsilon] before the log.
+      targets: shape (N, C).
+      epsilon: clipping margin in (0, 0.5).
+      Other options as in :func:`softmax_cross_entropy`.
+
+    Returns:
+      LossResult; ``gradient`` is the plain partial derivative w.r.t. the probabilities
+      (``-a/p`` terms, not projected on the simplex), 0 where an entry was clipped.
+    """
+    return _categorical(
+        probabilities, None, targets, from_logits=False, class_weights=class_weights,
+        sample_weights=sample_weights, ignore_index=None, label_smoothing=label_smoothing,
+        focal_gamma=focal_gamma, focal_alpha=focal_alpha, epsilon=epsilon,
+        reduction=reduction, normalization=normalization, units=units,
+        return_gradient=return_gradient,
+    )
+
+
+def categorical_cross_entropy_with_integer_labels(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epsilon: float = FLOAT64_EPS,
+    class_weights: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    focal_gamma: float = 0.0,
+    focal_alpha: float | np.ndarray | None = None,
+    reduction: str = "mean",
+    normalization: str = "weights",
+    units: str = "nats",
+    return_gradient: bool = False,
+) -> LossResult:
+    """Cross-entropy of probability rows against class indices (negative log-likelihood).
+
+    Args:
+      probabilities: shape (N, C).
+      labels: shape (N,).
+      Other options as in :func:`categorical_cross_entropy` and
+      :func:`softmax_cross_entropy_with_integer_labels`.
+
+    Returns:
+      LossResult with per-sample ``losses`` of shape (N,).
+    """
+    return _categorical(
+        probabilities, labels, None, from_logits=False, class_weights=class_weights,
+        sample_weights=sample_weights, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, focal_gamma=focal_gamma, focal_alpha=focal_alpha,
+        epsilon=epsilon, reduction=reduction, normalization=normalization, units=units,
+        return_gradient=return_gradient,
+    )
+
+
+@np.errstate(over="ignore", under="ignore")
+def _categorical(
+    scores: np.ndarray,
+    labels: np.ndarray | None,
+    targets: np.ndarray | None,
+    *,
+    from_logits: bool,
+    class_weights: np.ndarray | None,
+    sample_weights: np.ndarray | None,
+    ignore_index: int | None,
+    label_smoothing: float,
+    focal_gamma: float,
+    focal_alpha: float | np.ndarray | None,
+    epsilon: float,
+    reduction: str,
+    normalization: str,
+    units: str,
+    return_gradient: bool,
+) -> LossResult:
+    field = "logits" if from_logits else "probabilities"
+    x = as_float_array(scores, field, ndim=2)
+    n, c = x.shape
+    if not from_logits:
+        check_distributions(x, field)
+    check_reduction_options(reduction, normalization, units)
+    smoothing = check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0, high_open=True)
+    gamma = check_scalar(focal_gamma, "focal_gamma", low=0.0)
+    eps = check_scalar(epsilon, "epsilon", low=0.0, high=0.5, low_open=True, high_open=True)
+    w = None if class_weights is None else check_weights(
+        class_weights, "class_weights", c, "one weight per class"
+    )
+    s = np.ones(n) if sample_weights is None else check_weights(
+        sample_weights, "sample_weights", n, "one weight per sample"
+    )
+    alpha = _focal_alpha(focal_alpha, c)
+    focal = gamma > 0 or alpha is not None
+
+    if labels is not None:
+        y = check_labels(labels, n, c, ignore_index=ignore_index)
+        counted = np.ones(n, dtype=bool) if ignore_index is None else y != ignore_index
+        y = np.where(counted, y, 0)  # ignored labels may lie outside [0, C)
+        t = None
+    else:
+        t = as_float_array(targets, "targets", ndim=2)
+        check_same_shape(t, "targets", x.shape, field)
+        check_distributions(t, "targets")
+        counted = np.ones(n, dtype=bool)
+        y = None
+
+    # Weight of each sample in the "weights" denominator: sample weight times the class
+    # weight of its label (Σ_c t_c w_c for soft targets); smoothing and alpha do not enter.
+    row_weight = s * counted
+    if w is not None:
+        row_weight = row_weight * (w[y] if y is not None else t @ w)
+
+    # Link: log-probabilities (and probabilities when needed) of every class.
+    if from_logits:
+        log_p, underflow = _log_softmax(x)
+        inside = None
+        n_clipped = 0
+        p = np.exp(log_p) if (return_gradient or focal) else None
+    else:
+        inside = (x >= eps) & (x <= 1.0 - eps)
+        n_clipped = int(x.size - np.count_nonzero(inside))
+        p = np.clip(x, eps, 1.0 - eps)
+        log_p = np.log(p)
+        underflow = None
+
+    if y is not None and not focal and underflow is None:
+        losses, grad = _sparse_label_terms(
+            log_p, p, y, s * counted, w, smoothing, from_logits, inside, return_gradient
+        )
+    else:
+        if t is None:
+            assert y is not None
+            t = np.zeros((n, c))
+            t[np.arange(n), y] = 1.0
+        coef = t if smoothing == 0 else (1.0 - smoothing) * t + smoothing / c
+        coef = coef * (s * counted)[:, None]
+        if w is not None:
+            coef *= w
+        if alpha is not None:
+            coef *= alpha
+        if underflow is not None:
+            _raise_if_overflowing(coef, underflow, field)
+        if focal:
+            assert p is not None
+            losses, grad = _focal_terms(log_p, p, coef, gamma, from_logits, inside, return_gradient)
+        else:
+            losses, grad = _dense_terms(log_p, p, coef, from_logits, inside, return_gradient)
+
+    return _finish(
+        losses, grad, row_weight, counted, reduction=reduction, normalization=normalization,
+        units=units, field=field, n_samples=n, n_classes=c,
+        n_ignored=int(n - np.count_nonzero(counted)), n_clipped=n_clipped,
+    )
+
+
+def _log_softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Row-wise log-softmax of (N, C) logits, plus where it underflowed to -inf.
+
+    Returns:
+      (log_p, underflow): log_p of shape (N, C), always finite; ``underflow`` is None in
+      the normal case, else a boolean (N, C) mask of entries whose true log-probability
+      is below -float64 max (they are set to -max so that a zero coefficient times them
+      gives 0, and a nonzero one is reported as an overflow by the caller).
+    """
+    row_max = logits.max(axis=1, keepdims=True)
+    # Max subtraction: every exponent is <= 0, so exp cannot overflow and each row sum
+    # is >= 1 (its maximum contributes exactly exp(0) = 1), so the log is finite.
+    with np.errstate(over="ignore"):
+        log_p = logits - row_max
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    if np.isfinite(log_p).all():  # logits spread wider than float64's range are rare
+        return log_p, None
+    underflow = ~np.isfinite(log_p)
+    log_p[underflow] = -_FLOAT_MAX
+    return log_p, underflow
+
+
+def _raise_if_overflowing(coef: np.ndarray, underflow: np.ndarray, field: str) -> None:
+    bad = underflow & (coef != 0)
+    if bad.any():
+        pos = first_index(bad)
+        raise InputError(
+            field,
+            f"the loss overflows float64: in row {pos[0]} the logits differ by more than the "
+            "largest float64, so the log-probability of a class with a nonzero target is "
+            "below -1.8e308",
+            position=pos, kind="overflow",
+        )
+
+
+def _sparse_label_terms(
+    log_p: np.ndarray,
+    p: np.ndarray | None,
+    y: np.ndarray,
+    s: np.ndarray,
+    w: np.ndarray | None,
+    smoothing: float,
+    from_logits: bool,
+    inside: np.ndarray | None,
+    return_gradient: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Plain cross-entropy with integer labels, without building one-hot targets.
+
+    With smoothing ε the per-sample coefficient of class k is
+    ``s (1 - ε) w_y [k = y] + s ε/C w_k`` (PyTorch's weighted label smoothing), so the
+    loss is ``-a log p_y - b Σ_k w_k log p_k`` with ``a = s (1-ε) w_y`` and ``b = s ε/C``.
+    """
+    n, c = log_p.shape
+    rows = np.arange(n)
+    wvec = np.ones(c) if w is None else w
+    a = s * (1.0 - smoothing) * (wvec[y] if w is not None else 1.0)
+    losses = -a * log_p[rows, y]
+    b = s * (smoothing / c)
+    if smoothing > 0:
+        losses -= b * (log_p @ wvec)
+    if not return_gradient:
+        return losses, None
+    assert p is not None
+    if from_logits:
+        # d/dz_k Σ_c a_c (-log p_c) = p_k Σ_c a_c - a_k.
+        grad = p * (a + b * wvec.sum())[:, None]
+        if smoothing > 0:
+            grad -= np.outer(b, wvec)
+        grad[rows, y] -= a
+    else:
+        # d/dp_k Σ_c a_c (-log p_c) = -a_k / p_k on unclipped entries.
+        grad = -np.outer(b, wvec) / p if smoothing > 0 else np.zeros_like(p)
+        grad[rows, y] -= a / p[rows, y]
+        assert inside is not None
+        grad[~inside] = 0.0
+    return losses, grad
+
+
+def _dense_terms(
+    log_p: np.ndarray,
+    p: np.ndarray | None,
+    coef: np.ndarray,
+    from_logits: bool,
+    inside: np.ndarray | None,
+    return_gradient: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cross-entropy ``-Σ_c coef_c log p_c`` per row, coef of shape (N, C)."""
+    losses = -np.einsum("ij,ij->i", coef, log_p)
+    if not return_gradient:
+        return losses, None
+    assert p is not None
+    if from_logits:
+        grad = p * coef.sum(axis=1, keepdims=True)
+        grad -= coef
+    else:
+        grad = -coef / p
+        assert inside is not None
+        grad[~inside] = 0.0
+    return losses, grad
+
+
+def _focal_terms(
+    log_p: np.ndarray,
+    p: np.ndarray,
+    coef: np.ndarray,
+    gamma: float,
+    from_logits: bool,
+    inside: np.ndarray | None,
+    return_gradient: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Categorical focal loss ``-Σ_c coef_c (1 - p_c)^γ log p_c`` per row.
+
+    ``coef`` already holds sample weight × class weight × alpha × (smoothed) target.
+    """
+    # 1 - p from the log-probability: -expm1(log p) keeps full precision when p is near 1,
+    # where 1 - p would cancel. On the probability path p <= 1 - eps, so q >= eps > 0.
+    q = -np.expm1(log_p) if from_logits else 1.0 - p
+    modulator = q**gamma
+    losses = -np.einsum("ij,ij->i", coef * modulator, log_p)
+    if not return_gradient:
+        return losses, None
+    if from_logits:
+        # u_c = coef_c p_c d f_c/d p_c = coef_c q^γ (γ r - 1) with r = p log p / q, which
+        # tends to -1 as q -> 0 (p log p ≈ -q); setting it there avoids 0/0.
+        r = np.divide(p * log_p, q, out=np.full_like(q, -1.0), where=q > 0)
+        u = coef * modulator * (gamma * r - 1.0)
+        # Softmax Jacobian: d/dz_k Σ_c g_c p_c (δ_ck - p_k) = u_k - p_k Σ_c u_c.
+        grad = u - p * u.sum(axis=1, keepdims=True)
+    else:
+        grad = coef * (gamma * q ** (gamma - 1.0) * log_p - modulator / p)
+        assert inside is not None
+        grad[~inside] = 0.0
+    return losses, grad
+
+
+# --------------------------------------------------------------------------- binary
+
+
+def sigmoid_binary_cross_entropy(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    *,
+    pos_weight: float | np.ndarray | None = None,
+    class_weights: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    label_smoothing: float = 0.0,
+    focal_gamma: float = 0.0,
+    focal_alpha: float | np.ndarray | None = None,
+    reduction: str = "mean",
+    normalization: str = "weights",
+    units: str = "nats",
+    return_gradient: bool = False,
+) -> LossResult:
+    """Sigmoid (binary / multi-label) cross-entropy of logits.
+
+    ``BCE = pw t softplus(-x) + (1 - t) softplus(x)``, the stable form of
+    ``-[pw t log σ(x) + (1 - t) log(1 - σ(x))]`` (PyTorch ``binary_cross_entropy_with_logits``).
+
+    Args:
+      logits: shape (N,) or (N, C).
+      targets: same shape, in [0, 1] (soft targets allowed).
+      pos_weight: scalar or shape (C,): weight of the positive term.
+      class_weights: shape (C,), per-column weight (N×C input only).
+      sample_weights: shape (N,).
+      mask: same shape as logits, 0/1; 0 leaves the element out.
+      label_smoothing: ε in [0, 1): targets become ``t (1 - ε) + ε / 2`` (Keras).
+      focal_gamma, focal_alpha: binary focal loss ``α_t (1 - p_t)^γ BCE`` (RetinaNet),
+        alpha a scalar or shape (C,) in [0, 1] weighing positives, 1 - alpha negatives.
+      reduction, normalization, units, return_gradient: as for the categorical losses;
+        "mean" averages over every counted element.
+
+    Returns:
+      LossResult with per-element ``losses`` and ``gradient`` of the input's shape.
+    """
+    return _binary(
+        logits, targets, from_logits=True, pos_weight=pos_weight, class_weights=class_weights,
+        sample_weights=sample_weights, mask=mask, label_smoothing=label_smoothing,
+        focal_gamma=focal_gamma, focal_alpha=focal_alpha, epsilon=FLOAT64_EPS,
+        reduction=reduction, normalization=normalization, units=units,
+        return_gradient=return_gradient,
+    )
+
+
+def binary_cross_entropy(
+    probabilities: np.ndarray,
+    targets: np.ndarray,
+    *,
+    epsilon: float = FLOAT64_EPS,
+    pos_weight: float | np.ndarray | None = None,
+    class_weights: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    label_smoothing: float = 0.0,
+    focal_gamma: float = 0.0,
+    focal_alpha: float | np.ndarray | None = None,
+    reduction: str = "mean",
+    normalization: str = "weights",
+    units: str = "nats",
+    return_gradient: bool = False,
+) -> LossResult:
+    """Binary cross-entropy of probabilities, clipped to [epsilon, 1 - epsilon].
+
+    Args:
+      probabilities: shape (N,) or (N, C), in [0, 1].
+      epsilon: clipping margin in (0, 0.5).
+      Other arguments as in :func:`sigmoid_binary_cross_entropy`.
+
+    Returns:
+      LossResult; the gradient is 0 for clipped entries.
+    """
+    return _binary(
+        probabilities, targets, from_logits=False, pos_weight=pos_weight,
+        class_weights=class_weights, sample_weights=sample_weights, mask=mask,
+        label_smoothing=label_smoothing, focal_gamma=focal_gamma, focal_alpha=focal_alpha,
+        epsilon=epsilon, reduction=reduction, normalization=normalization, units=units,
+        return_gradient=return_gradient,
+    )
+
+
+@np.errstate(over="ignore", under="ignore")
+def _binary(
+    scores: np.ndarray,
+    targets: np.ndarray,
+    *,
+    from_logits: bool,
+    pos_weight: float | np.ndarray | None,
+    class_weights: np.ndarray | None,
+    sample_weights: np.ndarray | None,
+    mask: np.ndarray | None,
+    label_smoothing: float,
+    focal_gamma: float,
+    focal_alpha: float | np.ndarray | None,
+    epsilon: float,
+    reduction: str,
+    normalization: str,
+    units: str,
+    return_gradient: bool,
+) -> LossResult:
+    field = "logits" if from_logits else "probabilities"
+    x = as_float_array(scores, field, ndim=(1, 2))
+    if not from_logits:
+        check_range(x, field, low=0.0, high=1.0, what="a probability")
+    t = as_float_array(targets, "targets", ndim=(1, 2))
+    check_same_shape(t, "targets", x.shape, field)
+    check_range(t, "targets", low=0.0, high=1.0, what="a target")
+    check_reduction_options(reduction, normalization, units)
+    n = x.shape[0]
+    c = x.shape[1] if x.ndim == 2 else 1
+    smoothing = check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0, high_open=True)
+    gamma = check_scalar(focal_gamma, "focal_gamma", low=0.0)
+    eps = check_scalar(epsilon, "epsilon", low=0.0, high=0.5, low_open=True, high_open=True)
+    pw = _per_column("pos_weight", pos_weight, x.ndim, c, what="a weight", low=0.0, high=None)
+    alpha = _per_column("focal_alpha", focal_alpha, x.ndim, c, what="alpha", low=0.0, high=1.0)
+    focal = gamma > 0 or alpha is not None
+
+    # Element weights: sample weight × class weight × mask (the "weights" denominator).
+    weight = np.ones(x.shape)
+    if sample_weights is not None:
+        s = check_weights(sample_weights, "sample_weights", n, "one weight per sample")
+        weight *= s[:, None] if x.ndim == 2 else s
+    if class_weights is not None:
+        if x.ndim == 1:
+            raise InputError(
+                "class_weights",
+                "expected null for 1-D input: class_weights weigh the columns of N×C "
+                "(multi-label) input",
+                kind="not_applicable",
+            )
+        weight *= check_weights(class_weights, "class_weights", c, "one weight per column")
+    counted = np.ones(x.shape, dtype=bool)
+    if mask is not None:
+        m = as_float_array(mask, "mask", ndim=(1, 2))
+        check_same_shape(m, "mask", x.shape, field)
+        not_binary = (m != 0) & (m != 1)
+        if not_binary.any():
+            pos = first_index(not_binary)
+            raise InputError(
+                "mask", f"expected 0 or 1, got {m[pos]:g}", position=pos, kind="out_of_range"
+            )
+        counted = m == 1
+        weight *= m
+
+    ts = t if smoothing == 0 else t * (1.0 - smoothing) + 0.5 * smoothing
+    pos_t = ts if pw is None else pw * ts
+
+    if from_logits:
+        n_clipped = 0
+        inside = None
+        # -log σ(x) = softplus(-x) and -log(1 - σ(x)) = softplus(x): stable for any x.
+        bce = pos_t * softplus(-x) + (1.0 - ts) * softplus(x)
+        prob = sigmoid(x) if (return_gradient or focal) else None
+        comp = sigmoid(-x) if (return_gradient or focal) else None  # 1 - σ(x), no cancellation
+    else:
+        inside = (x >= eps) & (x <= 1.0 - eps)
+        n_clipped = int(x.size - np.count_nonzero(inside))
+        prob = np.clip(x, eps, 1.0 - eps)
+        comp = 1.0 - prob
+        # log1p(-p) is exact for small p, where log(1 - p) would lose digits.
+        bce = -(pos_t * np.log(prob) + (1.0 - ts) * np.log1p(-prob))
+
+    grad = None
+    if return_gradient:
+        assert prob is not None and comp is not None
+        if from_logits:
+            d_bce = (1.0 - ts) * prob - pos_t * comp
+        else:
+            d_bce = (1.0 - ts) / comp - pos_t / prob
+
+    if focal:
+        assert prob is not None and comp is not None
+        one_minus_pt = prob * (1.0 - ts) + comp * ts  # 1 - p_t, from p and 1 - p: no cancellation
+        modulator = one_minus_pt**gamma
+        alpha_t = 1.0 if alpha is None else alpha * ts + (1.0 - alpha) * (1.0 - ts)
+        scale = weight * alpha_t
+        losses = scale * modulator * bce
+        if return_gradient:
+            # d(1 - p_t)/dx = (1 - 2t) dp/dx, with dp/dx = p (1 - p) for logits, 1 for p.
+            d_m = (1.0 - 2.0 * ts) * (prob * comp if from_logits else 1.0)
+            # γ m^(γ-1) m' written as γ m^γ (m'/m): finite where m underflows to 0.
+            ratio = np.divide(d_m, one_minus_pt, out=np.zeros_like(bce), where=one_minus_pt > 0)
+            grad = scale * modulator * (gamma * ratio * bce + d_bce)
+    else:
+        losses = weight * bce
+        if return_gradient:
+            grad = weight * d_bce
+    if grad is not None and inside is not None:
+        grad[~inside] = 0.0
+
+    return _finish(
+        losses, grad, weight, counted, reduction=reduction, normalization=normalization,
+        units=units, field=field, n_samples=n, n_classes=c,
+        n_ignored=int(counted.size - np.count_nonzero(counted)), n_clipped=n_clipped,
+    )
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def _focal_alpha(value: float | np.ndarray | None, c: int) -> np.ndarray | None:
+    """Categorical focal alpha: a scalar or one non-negative value per class, as shape (C,)."""
+    if value is None:
+        return None
+    if np.ndim(value) == 0:
+        return np.full(c, check_scalar(float(value), "focal_alpha", low=0.0))
+    return check_weights(value, "focal_alpha", c, "one alpha per class")
+
+
+def _per_column(
+    field: str,
+    value: float | np.ndarray | None,
+    ndim: int,
+    c: int,
+    *,
+    what: str,
+    low: float,
+    high: float | None,
+) -> np.ndarray | float | None:
+    """A binary option given as a scalar or one value per column (N×C input only)."""
+    if value is None:
+        return None
+    if np.ndim(value) == 0:
+        return check_scalar(float(value), field, low=low, high=high)
+    arr = as_float_array(value, field, ndim=1)
+    if ndim == 1:
+        raise InputError(
+            field, f"expected a number for 1-D input, got {arr.shape[0]} values",
+            kind="shape_mismatch",
+        )
+    check_weights(arr, field, c, "one per column")
+    check_range(arr, field, low=low, high=high, what=what)
+    return arr
+
+
+def _finish(
+    losses: np.ndarray,
+    grad: np.ndarray | None,
+    effective_weights: np.ndarray,
+    counted: np.ndarray,
+    *,
+    reduction: str,
+    normalization: str,
+    units: str,
+    field: str,
+    n_samples: int,
+    n_classes: int,
+    n_ignored: int,
+    n_clipped: int,
+) -> LossResult:
+    """Apply units, reduce, and refuse results that overflowed float64."""
+    scale = unit_scale(units)
+    if scale != 1.0:
+        losses *= scale
+        if grad is not None:
+            grad *= scale
+    loss, denominator = reduce_losses(
+        losses, grad, effective_weights=effective_weights,
+        n_counted=int(np.count_nonzero(counted)), reduction=reduction,
+        normalization=normalization,
+    )
+    # Overflow (huge weights or logits) is detected here, on the results, rather than
+    # predicted from the inputs: it is rare, and this check is exact.
+    _check_no_overflow(losses, field, "loss")
+    if grad is not None:
+        _check_no_overflow(grad, field, "gradient")
+    if loss is not None and not np.isfinite(loss):
+        raise InputError(field, "the reduced loss overflows float64", kind="overflow")
+    return LossResult(
+        loss=loss, losses=losses, gradient=grad, n_samples=n_samples, n_classes=n_classes,
+        n_ignored=n_ignored, n_clipped=n_clipped, weight_sum=denominator, units=units,
+        reduction=reduction, normalization=normalization,
+    )
+
+
+def _check_no_overflow(values: np.ndarray, field: str, what: str) -> None:
+    if not np.isfinite(values).all():
+        pos = first_index(~np.isfinite(values))
+        raise InputError(
+            field,
+            f"the {what} overflows float64 at this position: the input (or its weights) is "
+            "too large in magnitude for the result to be represented",
+            position=pos, kind="overflow",
+        )
