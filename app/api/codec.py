@@ -165,6 +165,8 @@ def decode_array(value: Any, *, field: str, spec: ArraySpec) -> np.ndarray:
             raise _wire_error(exc, field, spec) from None
         except RecursionError:
             raise InputError(field, "arrays are nested too deeply", kind="type_error") from None
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise InputError(field, "expected valid UTF-8 JSON", kind="json_invalid") from None
         if isinstance(wire, EncodedArrayStruct):
             arr = _decode_encoded(wire, field, spec)
         else:
@@ -324,7 +326,7 @@ def decode_scalar(field: str, raw: msgspec.Raw) -> Any:
     """Parse one non-array field's JSON (small: options, not data)."""
     try:
         return msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         try:
             return json.loads(bytes(raw), parse_constant=float)
         except (ValueError, RecursionError):
