@@ -174,18 +174,21 @@ def check_labels(
     elif arr.dtype.kind not in "iub":
         raise InputError("labels", f"expected integers, got dtype {arr.dtype}", kind="type_error")
     check_length(arr, "labels", n_samples, "one label per sample")
-    arr = arr.astype(np.int64, copy=False)
+    # Range-check before casting: a float or uint64 label beyond int64 would wrap around.
     bad = (arr < 0) | (arr >= n_classes)
     if ignore_index is not None:
         bad &= arr != ignore_index
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
+        value = arr[i]
+        shown = int(value) if arr.dtype.kind == "f" and abs(value) < 2**53 else value
         raise InputError(
             "labels",
-            f"label {arr[i]} is outside [0, {n_classes})",
+            f"label {shown} is outside [0, {n_classes})",
             position=(i,),
             kind="out_of_range",
         )
+    arr = arr.astype(np.int64, copy=False)
     return arr
 
 

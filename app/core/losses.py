@@ -200,7 +200,11 @@ def categorical_cross_entropy_with_integer_labels(
     )
 
 
-@np.errstate(over="ignore", under="ignore")
+# FIX: invalid="ignore" added. With weights or logits near the float64 limit an overflowed
+# intermediate (inf) can turn into NaN further on (inf - inf in a softmax gradient,
+# 0 * inf where a zero weight meets an overflowed BCE); that emitted a RuntimeWarning.
+# Such a NaN is never returned: _finish checks every result and raises "overflow".
+@np.errstate(over="ignore", under="ignore", invalid="ignore")
 def _categorical(
     scores: np.ndarray,
     labels: np.ndarray | None,
@@ -220,7 +224,10 @@ def _categorical(
     return_gradient: bool,
 ) -> LossResult:
     field = "logits" if from_logits else "probabilities"
-    x = as_float_array(scores, field, ndim=2)
+    # FIX: compute on C-ordered copies of Fortran-ordered or strided inputs. Ufunc results
+    # keep the input's layout, and einsum / matmul / sums then add in another order, so
+    # the same numbers in another layout gave answers differing in the last bits.
+    x = np.ascontiguousarray(as_float_array(scores, field, ndim=2))
     n, c = x.shape
     if not from_logits:
         check_distributions(x, field)
@@ -243,7 +250,7 @@ def _categorical(
         y = np.where(counted, y, 0)  # ignored labels may lie outside [0, C)
         t = None
     else:
-        t = as_float_array(targets, "targets", ndim=2)
+        t = np.ascontiguousarray(as_float_array(targets, "targets", ndim=2))  # FIX: see x
         check_same_shape(t, "targets", x.shape, field)
         check_distributions(t, "targets")
         counted = np.ones(n, dtype=bool)
@@ -295,6 +302,7 @@ def _categorical(
         losses, grad, row_weight, counted, reduction=reduction, normalization=normalization,
         units=units, field=field, n_samples=n, n_classes=c,
         n_ignored=int(n - np.count_nonzero(counted)), n_clipped=n_clipped,
+        weights_field="sample_weights" if sample_weights is not None else "class_weights",
     )
 
 
@@ -518,7 +526,8 @@ def binary_cross_entropy(
     )
 
 
-@np.errstate(over="ignore", under="ignore")
+# FIX: invalid="ignore" added, see _categorical.
+@np.errstate(over="ignore", under="ignore", invalid="ignore")
 def _binary(
     scores: np.ndarray,
     targets: np.ndarray,
@@ -538,10 +547,11 @@ def _binary(
     return_gradient: bool,
 ) -> LossResult:
     field = "logits" if from_logits else "probabilities"
-    x = as_float_array(scores, field, ndim=(1, 2))
+    # FIX: C-ordered copies of non-contiguous inputs, as in _categorical.
+    x = np.ascontiguousarray(as_float_array(scores, field, ndim=(1, 2)))
     if not from_logits:
         check_range(x, field, low=0.0, high=1.0, what="a probability")
-    t = as_float_array(targets, "targets", ndim=(1, 2))
+    t = np.ascontiguousarray(as_float_array(targets, "targets", ndim=(1, 2)))
     check_same_shape(t, "targets", x.shape, field)
     check_range(t, "targets", low=0.0, high=1.0, what="a target")
     check_reduction_options(reduction, normalization, units)
@@ -631,6 +641,7 @@ def _binary(
         losses, grad, weight, counted, reduction=reduction, normalization=normalization,
         units=units, field=field, n_samples=n, n_classes=c,
         n_ignored=int(counted.size - np.count_nonzero(counted)), n_clipped=n_clipped,
+        weights_field="sample_weights" if sample_weights is not None else "class_weights",
     )
 
 
@@ -686,22 +697,42 @@ def _finish(
     n_classes: int,
     n_ignored: int,
     n_clipped: int,
+    weights_field: str = "sample_weights",
 ) -> LossResult:
-    """Apply units, reduce, and refuse results that overflowed float64."""
+    """Apply units, reduce, and refuse results that overflowed float64.
+
+    ``weights_field`` names the argument blamed when the sum of the effective weights
+    (the ``weight_sum`` of the response) overflows.
+    """
     scale = unit_scale(units)
     if scale != 1.0:
         losses *= scale
         if grad is not None:
             grad *= scale
+    # Overflow (huge weights or logits) is detected here, on the results, rather than
+    # predicted from the inputs: it is rare, and this check is exact.
+    # FIX: these two checks used to run after reduce_losses; an inf/NaN from an overflowed
+    # intermediate then reached the reduction first, where a NaN total with a zero
+    # denominator was misreported as "zero_denominator" instead of "overflow".
+    _check_no_overflow(losses, field, "loss")
+    if grad is not None:
+        _check_no_overflow(grad, field, "gradient")
     loss, denominator = reduce_losses(
         losses, grad, effective_weights=effective_weights,
         n_counted=int(np.count_nonzero(counted)), reduction=reduction,
         normalization=normalization,
     )
-    # Overflow (huge weights or logits) is detected here, on the results, rather than
-    # predicted from the inputs: it is rare, and this check is exact.
-    _check_no_overflow(losses, field, "loss")
-    if grad is not None:
+    # FIX: a weight sum that overflows float64 used to give weight_sum = inf and, with
+    # "mean", a silent loss of 0 and a zero gradient (x / inf = 0). It is an overflow.
+    if not np.isfinite(denominator):
+        raise InputError(
+            weights_field,
+            "the sum of the effective weights (weight_sum, the denominator of 'mean') "
+            "overflows float64",
+            kind="overflow",
+        )
+    # Dividing by a weight sum below 1 can overflow a gradient that was finite before.
+    if grad is not None and reduction == "mean":
         _check_no_overflow(grad, field, "gradient")
     if loss is not None and not np.isfinite(loss):
         raise InputError(field, "the reduced loss overflows float64", kind="overflow")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,7 +91,14 @@ def reduce_losses(
     if denominator > 0:
         if gradient is not None:
             gradient /= denominator
-        return total / denominator, denominator
+        mean = total / denominator
+        if math.isinf(total) and denominator > 1.0:
+            # FIX: the sum of finite losses can overflow while their mean does not (two
+            # losses of 1e308); dividing first keeps every term finite. With a denominator
+            # <= 1 the mean is at least the sum, so it truly overflows and stays inf.
+            with np.errstate(over="ignore"):
+                mean = float((losses / denominator).sum())
+        return mean, denominator
     # Nothing counted (every sample ignored or of weight 0): PyTorch answers NaN here,
     # Keras 0 (divide_no_nan). We answer 0 when there is nothing to average, and refuse
     # when the numerator is not 0, since no finite mean exists.
