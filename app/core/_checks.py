@@ -53,13 +53,17 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "×".join(str(s) for s in shape) if shape else "a scalar"
 
 
-def as_float_array(value: object, field: str, *, ndim: int | tuple[int, ...]) -> np.ndarray:
+def as_float_array(
+    value: object, field: str, *, ndim: int | tuple[int, ...], keep_float32: bool = False
+) -> np.ndarray:
     """Return ``value`` as a float64 array of the allowed rank, finite and non-empty.
 
     Args:
       value: array-like.
       field: argument name for error messages.
       ndim: allowed rank(s).
+      keep_float32: return float32 input as it is, for callers that widen it to float64
+        inside their first arithmetic pass instead of making a float64 copy first.
 
     Returns:
       float64 array (a view when the input already is float64).
@@ -76,13 +80,23 @@ def as_float_array(value: object, field: str, *, ndim: int | tuple[int, ...]) ->
         )
     if arr.size == 0 or (arr.ndim == 2 and arr.shape[1] == 0):
         raise InputError(field, f"expected a non-empty array, got shape {arr.shape}", kind="empty")
-    arr = arr.astype(np.float64, copy=False)
+    if not (keep_float32 and arr.dtype == np.float32):
+        arr = arr.astype(np.float64, copy=False)
     check_finite(arr, field)
     return arr
 
 
 def check_finite(arr: np.ndarray, field: str) -> None:
     """Raise if any element of ``arr`` is NaN or infinite, naming the first one."""
+    if arr.dtype.kind != "f":
+        return
+    # The sum of finite numbers is finite unless it overflows, so one reduction (no
+    # temporary array) settles the common case; the elementwise test runs only when the
+    # sum is not finite: a NaN or infinity is present, or the sum overflowed.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum(dtype=np.float64)
+    if np.isfinite(total):
+        return
     if not np.isfinite(arr).all():
         pos = first_index(~np.isfinite(arr))
         raise InputError(

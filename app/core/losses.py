@@ -34,7 +34,13 @@ from app.core._checks import (
     first_index,
 )
 from app.core._numerics import FLOAT64_EPS, sigmoid, softplus
-from app.core.reductions import LossResult, check_reduction_options, reduce_losses, unit_scale
+from app.core.reductions import (
+    LossResult,
+    check_reduction_options,
+    denominator,
+    reduce_losses,
+    unit_scale,
+)
 
 __all__ = [
     "binary_cross_entropy",
@@ -227,7 +233,7 @@ def _categorical(
     # FIX: compute on C-ordered copies of Fortran-ordered or strided inputs. Ufunc results
     # keep the input's layout, and einsum / matmul / sums then add in another order, so
     # the same numbers in another layout gave answers differing in the last bits.
-    x = np.ascontiguousarray(as_float_array(scores, field, ndim=2))
+    x = as_float_array(scores, field, ndim=2, keep_float32=from_logits)
     n, c = x.shape
     if not from_logits:
         check_distributions(x, field)
@@ -261,6 +267,15 @@ def _categorical(
     row_weight = s * counted
     if w is not None:
         row_weight = row_weight * (w[y] if y is not None else t @ w)
+
+    if from_logits and y is not None and not focal:
+        fast = _softmax_with_labels(
+            x, y, s * counted, w, smoothing, row_weight, counted, reduction=reduction,
+            normalization=normalization, units=units, return_gradient=return_gradient,
+        )
+        if fast is not None:
+            return fast
+    x = np.ascontiguousarray(x, dtype=np.float64)
 
     # Link: log-probabilities (and probabilities when needed) of every class.
     if from_logits:
@@ -303,6 +318,94 @@ def _categorical(
         units=units, field=field, n_samples=n, n_classes=c,
         n_ignored=int(n - np.count_nonzero(counted)), n_clipped=n_clipped,
         weights_field="sample_weights" if sample_weights is not None else "class_weights",
+    )
+
+
+def _softmax_with_labels(
+    x: np.ndarray,
+    y: np.ndarray,
+    s: np.ndarray,
+    w: np.ndarray | None,
+    smoothing: float,
+    row_weight: np.ndarray,
+    counted: np.ndarray,
+    *,
+    reduction: str,
+    normalization: str,
+    units: str,
+    return_gradient: bool,
+) -> LossResult | None:
+    """The common case, logits with integer labels (no focal term), in few passes.
+
+    One buffer of shape (N, C) holds ``z - max``, then ``exp(z - max)``, then the gradient:
+    the softmax normalisation, the class coefficients, the units and the "mean" divisor
+    are folded into one row scale. With ε-smoothing the per-sample coefficient of class k
+    is ``s (1 - ε) w_y [k = y] + s ε/C w_k`` (PyTorch's weighted label smoothing), so with
+    ``a = s (1 - ε) w_y``, ``b = s ε/C`` and ``S = Σ_k exp(z_k - max)``:
+
+      loss = a (log S - (z_y - max)) + b (Σ_k w_k log S - Σ_k w_k (z_k - max))
+      d loss / d z_k = (a + b Σw) exp(z_k - max) / S - b w_k - a [k = y]
+
+    Returns None when a result is not finite, so that the general path (which locates
+    the offending element) reports the overflow.
+
+    Args:
+      x: (N, C) logits, float32 or float64, any memory layout.
+      y: (N,) labels, ignored ones already replaced by 0 (their s is 0).
+      s: (N,) sample weights, 0 for ignored samples.
+    """
+    n, c = x.shape
+    rows = np.arange(n)
+    wvec = np.ones(c) if w is None else w
+    a = s * (1.0 - smoothing)
+    if w is not None:
+        a = a * w[y]
+    b = s * (smoothing / c)
+    units_scale = unit_scale(units)
+    denom = denominator(row_weight, int(np.count_nonzero(counted)), normalization)
+    if not np.isfinite(denom):
+        return None
+    grad_scale = units_scale / denom if reduction == "mean" and denom > 0 else units_scale
+
+    # Max subtraction (exp of non-positive numbers cannot overflow; S >= 1), widened to
+    # float64 and laid out in C order in the same pass: float32 or strided input needs
+    # no separate copy, and every later sum runs in one fixed order.
+    buf = np.subtract(x, x.max(axis=1, keepdims=True), dtype=np.float64, order="C")
+    picked = buf[rows, y]
+    smooth = buf @ wvec if smoothing > 0 else None
+    np.exp(buf, out=buf)
+    sums = buf.sum(axis=1)
+    log_sums = np.log(sums)
+    losses = a * (log_sums - picked)
+    if smooth is not None:
+        losses += b * (wvec.sum() * log_sums - smooth)
+    losses *= units_scale
+    if not np.isfinite(losses).all():
+        return None
+
+    gradient = None
+    if return_gradient:
+        total = a + b * wvec.sum()
+        # |gradient| <= (max total + max a + max b·max w) · scale: finite bound, finite result.
+        bound = (total.max() + a.max() + b.max() * wvec.max()) * grad_scale
+        if not np.isfinite(bound):
+            return None
+        buf *= (total * grad_scale / sums)[:, None]
+        if smooth is not None:
+            buf -= np.outer(b * grad_scale, wvec)
+        buf[rows, y] -= a * grad_scale
+        gradient = buf
+
+    loss, weight_sum = reduce_losses(
+        losses, None, effective_weights=row_weight, n_counted=int(np.count_nonzero(counted)),
+        reduction=reduction, normalization=normalization,
+    )
+    if loss is not None and not np.isfinite(loss):
+        return None
+    return LossResult(
+        loss=loss, losses=losses, gradient=gradient, n_samples=n, n_classes=c,
+        n_ignored=int(n - np.count_nonzero(counted)), n_clipped=0, weight_sum=weight_sum,
+        units=units, reduction=reduction, normalization=normalization,
     )
 
 

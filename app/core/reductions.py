@@ -58,6 +58,13 @@ def unit_scale(units: str) -> float:
     return 1.0 / LN2 if units == "bits" else 1.0
 
 
+def denominator(effective_weights: np.ndarray, n_counted: int, normalization: str) -> float:
+    """What "mean" divides by: the sum of the effective weights, or the counted entries."""
+    if normalization == "weights":
+        return float(effective_weights.sum())
+    return float(n_counted)
+
+
 def reduce_losses(
     losses: np.ndarray,
     gradient: np.ndarray | None,
@@ -82,28 +89,28 @@ def reduce_losses(
     Returns:
       (loss, denominator): loss is None for "none"; denominator is what "mean" divides by.
     """
-    denominator = float(effective_weights.sum()) if normalization == "weights" else float(n_counted)
+    denom = denominator(effective_weights, n_counted, normalization)
     total = float(losses.sum())
     if reduction == "none":
-        return None, denominator
+        return None, denom
     if reduction == "sum":
-        return total, denominator
-    if denominator > 0:
+        return total, denom
+    if denom > 0:
         if gradient is not None:
-            gradient /= denominator
-        mean = total / denominator
-        if math.isinf(total) and denominator > 1.0:
+            gradient /= denom
+        mean = total / denom
+        if math.isinf(total) and denom > 1.0:
             # FIX: the sum of finite losses can overflow while their mean does not (two
             # losses of 1e308); dividing first keeps every term finite. With a denominator
             # <= 1 the mean is at least the sum, so it truly overflows and stays inf.
             with np.errstate(over="ignore"):
-                mean = float((losses / denominator).sum())
-        return mean, denominator
+                mean = float((losses / denom).sum())
+        return mean, denom
     # Nothing counted (every sample ignored or of weight 0): PyTorch answers NaN here,
     # Keras 0 (divide_no_nan). We answer 0 when there is nothing to average, and refuse
     # when the numerator is not 0, since no finite mean exists.
     if total == 0.0 and (gradient is None or not gradient.any()):
-        return 0.0, denominator
+        return 0.0, denom
     raise InputError(
         "normalization",
         "the mean is undefined: the effective weights of the counted samples sum to 0 while "

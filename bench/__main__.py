@@ -1,0 +1,34 @@
+"""`make bench`: every benchmark prints its figures as ratios to a baseline measured in the
+same run (absolute times drift on shared machines; ratios hold)."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import numpy as np
+
+from bench import core, service
+
+SECTIONS = {
+    "core": core.run,
+    "json": service.json_and_encoded,
+    "small": service.small_requests,
+    "memory": service.memory,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], default=list(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter loads")
+    args = parser.parse_args()
+    print(f"# {platform.node()} {platform.machine()} {platform.python_version()} "
+          f"numpy {np.__version__}")
+    for name in args.sections or SECTIONS:
+        for line in SECTIONS[name](args.quick):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
