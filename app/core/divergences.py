@@ -1,0 +1,260 @@
+"""Entropy, cross-entropy, Kullback-Leibler and Jensen-Shannon divergences of probability rows.
+
+The pure-NumPy core of ``POST /v1/divergences``, in the style of optax's ``losses`` module:
+one function, data first and keyword-only options, float64 throughout, no Python loop over
+rows or classes.
+
+Conventions (the HTTP contract, "POST /v1/divergences"):
+
+* ``p`` and ``q`` are (N, C) arrays whose rows are probability distributions (entries in
+  [0, 1], rows summing to 1 within 1e-6). Rows are never renormalised.
+* ``0 · log 0 = 0`` for ``p``: a class with ``p = 0`` contributes nothing, whatever ``q`` is.
+* ``q`` is clipped to ``[ε, 1]`` before the log, exactly as probabilities are for the losses,
+  so ``p > 0`` where ``q = 0`` gives the large but finite ``-p log ε`` instead of infinity.
+* With ``q_logits`` instead of ``q``, ``log q`` is the exact ``log_softmax(q_logits)`` and is
+  **not** clipped: it is finite for every finite input, and the gradient with respect to the
+  logits (``softmax · Σp − p``) is the derivative of exactly that unclipped function, like the
+  logits path of the losses. ``epsilon`` is still validated but has no effect there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from app.core._checks import (
+    InputError,
+    as_float_array,
+    check_choice,
+    check_distributions,
+    check_same_shape,
+    check_scalar,
+    first_index,
+)
+from app.core._numerics import FLOAT64_EPS, LN2, log_softmax
+
+__all__ = ["DivergenceResult", "DivergenceRows", "divergences"]
+
+REDUCTIONS = ("mean", "sum", "none")
+UNITS = ("nats", "bits")
+
+
+@dataclass(frozen=True)
+class DivergenceRows:
+    """Per-row values, each of shape (N,), in the requested units.
+
+    ``cross_entropy == entropy + kl_divergence`` holds row by row (see :func:`divergences`).
+    """
+
+    entropy: np.ndarray
+    cross_entropy: np.ndarray
+    kl_divergence: np.ndarray
+    js_divergence: np.ndarray
+
+
+@dataclass(frozen=True)
+class DivergenceResult:
+    """Result of :func:`divergences`.
+
+    Attributes:
+      entropy: reduced H(p), or ``None`` with ``reduction="none"``.
+      cross_entropy: reduced H(p, q), or ``None``.
+      kl_divergence: reduced KL(p‖q), or ``None``.
+      js_divergence: reduced JS(p, q), or ``None``.
+      per_row: the four per-row arrays, shape (N,) each, always computed.
+      gradient: shape (N, C), derivative of the reduced cross-entropy with respect to the
+        input that was sent (``q`` or ``q_logits``); ``None`` unless asked for.
+      n_samples: N.
+      n_classes: C.
+      units: ``"nats"`` or ``"bits"``.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    entropy: float | None
+    cross_entropy: float | None
+    kl_divergence: float | None
+    js_divergence: float | None
+    per_row: DivergenceRows
+    gradient: np.ndarray | None
+    n_samples: int
+    n_classes: int
+    units: str
+    reduction: str
+
+
+def divergences(
+    p: ArrayLike,
+    q: ArrayLike | None = None,
+    *,
+    q_logits: ArrayLike | None = None,
+    epsilon: float = FLOAT64_EPS,
+    reduction: str = "mean",
+    units: str = "nats",
+    return_gradient: bool = False,
+) -> DivergenceResult:
+    """Entropy, cross-entropy, KL and JS divergence of the rows of ``p`` against ``q``.
+
+    Per row ``i`` (sums over the C classes; ``q̃ = clip(q, ε, 1)``):
+
+    * ``H(p) = −Σ p log p`` with ``0 · log 0 = 0``;
+    * ``KL(p‖q) = Σ p (log p − log q̃)``, summed directly (not as a difference of two
+      entropies, which would cancel catastrophically when p ≈ q);
+    * ``H(p, q) = H(p) + KL(p‖q)``, which equals ``−Σ p log q̃`` and makes the contract's
+      identity hold in the returned numbers up to one rounding per row;
+    * ``JS(p, q) = ½ KL(p‖m) + ½ KL(q‖m)`` with ``m = (p + q)/2`` and the *unclipped* ``q``
+      (``softmax(q_logits)`` for logits); ``0 ≤ JS ≤ ln 2``.
+
+    Args:
+      p: shape (N, C), probability rows.
+      q: shape (N, C), probability rows; exactly one of ``q`` and ``q_logits``.
+      q_logits: shape (N, C), unnormalised scores; ``log q = log_softmax(q_logits)``, exact
+        and not clipped (see the module docstring).
+      epsilon: clipping margin for ``q``, in (0, 0.5).
+      reduction: ``"mean"`` over rows (default), ``"sum"`` or ``"none"``.
+      units: ``"nats"`` (default) or ``"bits"`` (every value and the gradient divided by ln 2).
+      return_gradient: also return the gradient of the reduced cross-entropy, shape (N, C):
+        with ``q`` the plain partial derivative ``−p/q`` (not projected onto the simplex),
+        exactly 0 where ``q < ε`` was clipped; with ``q_logits`` ``softmax(q_logits)·Σp − p``.
+        Divided by N for ``"mean"``; ``"none"`` gives the gradient of the sum of the rows.
+
+    Returns:
+      A :class:`DivergenceResult`.
+
+    Raises:
+      InputError: on invalid input, naming the field (``"p"``, ``"q"``, ``"q_logits"``,
+        ``"epsilon"``, ``"reduction"``, ``"units"``), and on ``q_logits`` whose range within
+        a row is so large that a probability with ``p > 0`` underflows to 0 (the
+        cross-entropy would be infinite: "overflows float64").
+    """
+    p_arr = as_float_array(p, "p", ndim=2)
+    check_distributions(p_arr, "p")
+    if (q is None) == (q_logits is None):
+        got = "both" if q is not None else "neither"
+        raise InputError(
+            "q_logits" if q is not None else "q",
+            f"expected exactly one of q and q_logits, got {got}",
+            kind="missing" if q is None else "conflict",
+        )
+    if q is not None:
+        q_arr = as_float_array(q, "q", ndim=2)
+        check_same_shape(q_arr, "q", p_arr.shape, "p")
+        check_distributions(q_arr, "q")
+    else:
+        z = as_float_array(q_logits, "q_logits", ndim=2)
+        check_same_shape(z, "q_logits", p_arr.shape, "p")
+    eps = check_scalar(epsilon, "epsilon", low=0.0, high=0.5, low_open=True, high_open=True)
+    check_choice(reduction, "reduction", REDUCTIONS)
+    check_choice(units, "units", UNITS)
+
+    n, c = p_arr.shape
+    p_pos = p_arr > 0
+
+    entropy = _entropy_rows(p_arr, p_pos)
+    if q is not None:
+        # q <= 1 is validated, so clipping to [ε, 1] only lifts the small entries.
+        q_clipped = np.maximum(q_arr, eps)
+        # log(p/q̃) as one correctly rounded ratio (p/q̃ <= 1/ε cannot overflow): exact 0 for
+        # p == q, and no cancellation between two large logs as in log p − log q̃.
+        ratio = np.divide(p_arr, q_clipped, out=np.ones_like(p_arr), where=p_pos)
+        kl = (p_arr * np.log(ratio)).sum(axis=1)
+        q_prob = q_arr
+    else:
+        # A row range beyond the float64 range makes (z − max) overflow to −inf: log q = −inf
+        # there, which is harmless where p = 0 and reported as overflow where p > 0 below.
+        with np.errstate(over="ignore"):
+            log_q = log_softmax(z)
+        bad = p_pos & ~np.isfinite(log_q)
+        if bad.any():
+            pos = first_index(bad)
+            raise InputError(
+                "q_logits",
+                "expected logits whose softmax is representable in float64 where p > 0, "
+                f"got a probability that underflows to 0 (log q = {log_q[pos]}): the "
+                "cross-entropy overflows float64",
+                position=pos,
+                kind="overflow",
+            )
+        log_p = np.log(np.where(p_pos, p_arr, 1.0))
+        # Where p = 0 both logs are replaced by 0, so the term is 0 even if log q = −inf.
+        kl = (p_arr * (log_p - np.where(p_pos, log_q, 0.0))).sum(axis=1)
+        q_prob = np.exp(log_q)
+    # Mathematically KL >= −log Σ_{p>0} q̃ (Gibbs), which is 0 for exact distributions. A
+    # negative value can only come from rounding or from the admitted slack of the inputs
+    # (rows sum to 1 within 1e-6; clipping adds < ε per entry), i.e. it is below the
+    # resolution of the data: clamp it so that KL(p‖q) >= 0 as a divergence must be. H(p, q)
+    # is then defined as H + KL, so the identity H(p, q) = H(p) + KL(p‖q) is kept; it differs
+    # from −Σ p log q̃ by at most that clamped amount (<= 1e-6 + C·ε).
+    kl = np.maximum(kl, 0.0)
+    cross_entropy = entropy + kl
+    js = _js_rows(p_arr, q_prob, p_pos)
+
+    per_unit = LN2 if units == "bits" else 1.0
+    rows = DivergenceRows(
+        entropy=entropy / per_unit,
+        cross_entropy=cross_entropy / per_unit,
+        kl_divergence=kl / per_unit,
+        js_divergence=js / per_unit,
+    )
+
+    gradient = None
+    if return_gradient:
+        grad_scale = 1.0 / (per_unit * n) if reduction == "mean" else 1.0 / per_unit
+        if q is not None:
+            # d/dq of −p log clip(q, ε, 1): −p/q where q >= ε, 0 where the clip is active.
+            # q >= ε > 0 on the mask, so −p/q is bounded by 1/ε.
+            live = p_pos & (q_arr >= eps)
+            gradient = np.divide(-p_arr, q_arr, out=np.zeros_like(p_arr), where=live)
+        else:
+            # d/dz of −Σ p log_softmax(z) = softmax(z) Σp − p.
+            gradient = q_prob * p_arr.sum(axis=1, keepdims=True) - p_arr
+        gradient *= grad_scale
+
+    if reduction == "none":
+        reduced: list[float | None] = [None, None, None, None]
+    else:
+        reducer = np.mean if reduction == "mean" else np.sum
+        reduced = [
+            float(reducer(v))
+            for v in (rows.entropy, rows.cross_entropy, rows.kl_divergence, rows.js_divergence)
+        ]
+    return DivergenceResult(
+        entropy=reduced[0],
+        cross_entropy=reduced[1],
+        kl_divergence=reduced[2],
+        js_divergence=reduced[3],
+        per_row=rows,
+        gradient=gradient,
+        n_samples=n,
+        n_classes=c,
+        units=units,
+        reduction=reduction,
+    )
+
+
+def _entropy_rows(p: np.ndarray, p_pos: np.ndarray) -> np.ndarray:
+    """``−Σ p log p`` per row, shape (N, C) -> (N,), with ``0 · log 0 = 0``."""
+    # log is taken only where p > 0 (log(1) = 0 stands in elsewhere): no log(0) warning, and
+    # 0 · log 0 never becomes 0 · (−inf) = nan.
+    return -(p * np.log(np.where(p_pos, p, 1.0))).sum(axis=1)
+
+
+def _js_rows(p: np.ndarray, q: np.ndarray, p_pos: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence per row, shape (N, C) -> (N,), in nats.
+
+    ``p`` and ``q`` are unclipped probability rows.
+    """
+    q_pos = q > 0
+    total = p + q
+    # KL(p‖m) term by term as p·log(2p / (p + q)) instead of p·log(p / m): halving a subnormal
+    # p + q can round m to 0, whereas p + q >= p > 0 wherever the term is taken, and 2p is
+    # exact. The ratio lies in (0, 2], so every term is finite and at most p·ln 2; for p == q
+    # the ratio is exactly 1. p + q == q + p bit for bit, so JS is exactly symmetric.
+    # Where p = 0 the ratio is set to 1, so the term is 0 · log 1 = 0 (0 · log 0 = 0).
+    kl_pm = p * np.log(np.divide(2 * p, total, out=np.ones_like(p), where=p_pos))
+    kl_qm = q * np.log(np.divide(2 * q, total, out=np.ones_like(q), where=q_pos))
+    js = 0.5 * (kl_pm.sum(axis=1) + kl_qm.sum(axis=1))
+    # 0 <= JS <= ln 2 for exact distributions; excursions beyond come only from rounding and
+    # the 1e-6 row-sum slack of the inputs (as for KL above), so they are clamped.
+    return np.clip(js, 0.0, LN2)
