@@ -1,0 +1,75 @@
+"""POST /v1/calibration and /v1/calibration/diagram."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from app.api.body import JsonBody, SettingsDep, parse_request
+from app.api.diagram import reliability_diagram
+from app.api.openapi import json_request_body
+from app.api.responses import json_response
+from app.api.schemas.calibration import CalibrationRequest, CalibrationResponse
+from app.api.schemas.common import ERROR_RESPONSES
+from app.core.calibration import CalibrationResult, calibration_report
+
+router = APIRouter(prefix="/v1/calibration", tags=["calibration"], responses=ERROR_RESPONSES)
+
+
+def _report(req: CalibrationRequest) -> CalibrationResult:
+    return calibration_report(
+        req.probabilities,
+        req.labels,
+        logits=req.logits,
+        n_bins=req.n_bins,
+        binning=req.binning,
+        sample_weights=req.sample_weights,
+        fit_temperature=req.fit_temperature,
+        units=req.units,
+        epsilon=req.epsilon,
+    )
+
+
+def _content(result: CalibrationResult) -> dict[str, Any]:
+    content = asdict(result)
+    if result.per_class is not None:
+        content["per_class"] = [
+            {"class": c.pop("class_index"), **c} for c in content["per_class"]
+        ]
+    return content
+
+
+@router.post(
+    "",
+    name="report",
+    summary="Calibration statistics",
+    response_model=CalibrationResponse,
+    openapi_extra=json_request_body(CalibrationRequest),
+)
+def report(body: JsonBody, settings: SettingsDep) -> Response:
+    """Accuracy, mean confidence, NLL, Brier, ECE/MCE/RMSCE/ACE, every reliability bin,
+    per-class statistics and, with logits, temperature scaling."""
+    req = parse_request(CalibrationRequest, body, settings)
+    return json_response(_content(_report(req)))
+
+
+@router.post(
+    "/diagram",
+    name="diagram",
+    summary="Reliability diagram (SVG)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "An SVG document (UTF-8 text).",
+            "content": {"image/svg+xml": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    openapi_extra=json_request_body(CalibrationRequest),
+)
+def diagram(body: JsonBody, settings: SettingsDep) -> Response:
+    """The same body as /v1/calibration; answers a reliability diagram with the confidence
+    histogram under it and the ECE written on it."""
+    req = parse_request(CalibrationRequest, body, settings)
+    return Response(reliability_diagram(_report(req)), media_type="image/svg+xml")

@@ -1,0 +1,140 @@
+"""/v1/calibration, /v1/calibration/diagram and /v1/divergences over HTTP (in-process)."""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, log_loss
+
+CAL, DIAGRAM, DIV = "/v1/calibration", "/v1/calibration/diagram", "/v1/divergences"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_temperature_scaling_exact_case(client):
+    body = {"logits": [[3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0]], "labels": [0, 1, 2, 1],
+            "fit_temperature": True}
+    out = client.post(CAL, json=body).json()
+    t = out["temperature"]
+    assert t["temperature"] == pytest.approx(3 / math.log(6), abs=1e-6)
+    assert t["nll_before"] == pytest.approx(0.844923, abs=1e-6)
+    assert t["nll_after"] == pytest.approx(0.735622, abs=1e-6)
+    assert out["nll"] == t["nll_before"] and out["ece"] == t["ece_before"]
+
+
+def test_binary_report_against_scikit_learn(client):
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.01, 0.99, 500)
+    y = (rng.uniform(size=500) < p).astype(int)
+    out = client.post(CAL, json={"probabilities": p.tolist(), "labels": y.tolist(),
+                                 "n_bins": 10}).json()
+    assert out["n_classes"] == 2 and out["per_class"] is None
+    assert out["brier"] == pytest.approx(brier_score_loss(y, p), rel=1e-12)
+    assert out["nll"] == pytest.approx(log_loss(y, p), rel=1e-12)
+    assert out["accuracy"] == pytest.approx(np.mean((p > 0.5) == y))
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=10, strategy="uniform")
+    bins = [b for b in out["bins"] if b["count"]]
+    np.testing.assert_allclose([b["accuracy"] for b in bins], prob_true, rtol=1e-12)
+    np.testing.assert_allclose([b["mean_confidence"] for b in bins], prob_pred, rtol=1e-12)
+    assert len(out["bins"]) == 10 and sum(b["count"] for b in out["bins"]) == 500
+
+
+def test_empty_bins_are_returned_with_nulls(client):
+    out = client.post(CAL, json={"probabilities": [0.95, 0.9], "labels": [1, 0],
+                                 "n_bins": 4}).json()
+    assert [b["count"] for b in out["bins"]] == [0, 0, 0, 2]
+    assert out["bins"][0]["mean_confidence"] is None and out["bins"][0]["accuracy"] is None
+    assert out["bins"][0]["lower"] == 0.0 and out["bins"][-1]["upper"] == 1.0
+
+
+def test_per_class_section(client):
+    body = {"probabilities": [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4],
+                              [0.6, 0.3, 0.1]], "labels": [0, 1, 2, 1]}
+    out = client.post(CAL, json=body).json()
+    per_class = out["per_class"]
+    assert [c["class"] for c in per_class] == [0, 1, 2]
+    assert [c["count"] for c in per_class] == [1, 2, 1]
+    assert per_class[1]["recall"] == 0.5 and per_class[1]["frequency"] == 0.5
+    assert per_class[0]["mean_probability"] == pytest.approx(0.425)
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"probabilities": [[0.5, 0.5]], "labels": [2]}, ["body", "labels", 0]),
+        ({"probabilities": [[0.5, 0.6]], "labels": [0]}, ["body", "probabilities", 0]),
+        ({"probabilities": [0.5], "labels": [0], "n_bins": 0}, ["body", "n_bins"]),
+        ({"probabilities": [0.5], "labels": [0], "binning": "kmeans"}, ["body", "binning"]),
+        ({"probabilities": [0.5], "labels": [0], "fit_temperature": True},
+         ["body", "fit_temperature"]),
+        ({"probabilities": [0.5, 0.5], "labels": [0]}, ["body", "labels"]),
+        ({"logits": [0.5], "probabilities": [0.5], "labels": [0]}, ["body", "probabilities"]),
+        ({"probabilities": [0.5], "labels": [0], "sample_weights": [-1]},
+         ["body", "sample_weights", 0]),
+        ({"probabilities": [0.5], "labels": [0], "bins": 3}, ["body", "bins"]),
+    ],
+)
+def test_bad_calibration_input(client, body, loc):
+    r = client.post(CAL, json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == loc
+
+
+def test_diagram_is_valid_svg_with_one_bar_per_non_empty_bin(client):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 4)) * 2
+    labels = rng.integers(0, 4, 300)
+    body = {"logits": z.tolist(), "labels": labels.tolist(), "n_bins": 10}
+    report = client.post(CAL, json=body).json()
+    r = client.post(DIAGRAM, json=body)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("image/svg+xml")
+    root = ET.fromstring(r.text)
+    assert root.tag == f"{SVG}svg"
+    bars = [e for e in root.iter(f"{SVG}rect") if e.get("class") == "bar"]
+    assert len(bars) == sum(1 for b in report["bins"] if b["count"] > 0)
+    texts = "".join(e.text or "" for e in root.iter(f"{SVG}text"))
+    assert f"ECE = {100 * report['ece']:.2f}%" in texts
+    assert "N = 300" in texts
+
+
+def test_divergences_identity_and_shapes(client):
+    body = {"p": [[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]], "q": [[0.4, 0.4, 0.2], [0.2, 0.2, 0.6]]}
+    out = client.post(DIV, json=body).json()
+    assert out["cross_entropy"] == pytest.approx(out["entropy"] + out["kl_divergence"], rel=1e-12)
+    assert 0 <= out["js_divergence"] <= math.log(2)
+    rows = client.post(DIV, json=dict(body, reduction="none")).json()
+    assert rows["entropy"] is None and len(rows["per_row"]["kl_divergence"]) == 2
+    assert rows["per_row"]["entropy"][0] == pytest.approx(math.log(2))
+
+
+def test_divergence_zero_q_gives_large_finite_kl(client):
+    out = client.post(DIV, json={"p": [[0.5, 0.5]], "q": [[1.0, 0.0]]}).json()
+    assert math.isfinite(out["kl_divergence"]) and out["kl_divergence"] > 10
+
+
+def test_divergence_gradient_wrt_q_logits(client):
+    p, z = np.array([[0.2, 0.8]]), np.array([[0.0, 1.5]])
+    out = client.post(DIV, json={"p": p.tolist(), "q_logits": z.tolist(),
+                                 "return_gradient": True}).json()
+    q = np.exp(z) / np.exp(z).sum()
+    np.testing.assert_allclose(out["gradient"], q - p, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"p": [[0.5, 0.5]]}, ["body", "q"]),
+        ({"p": [[0.5, 0.5]], "q": [[0.5, 0.5]], "q_logits": [[0, 0]]}, ["body", "q_logits"]),
+        ({"p": [[0.5, 0.6]], "q": [[0.5, 0.5]]}, ["body", "p", 0]),
+        ({"p": [[0.5, 0.5]], "q": [[0.5, 0.5], [0.5, 0.5]]}, ["body", "q"]),
+        ({"p": [[0.5, 0.5]], "q": [[0.5, 0.5]], "epsilon": 0}, ["body", "epsilon"]),
+    ],
+)
+def test_bad_divergence_input(client, body, loc):
+    r = client.post(DIV, json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == loc
