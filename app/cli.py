@@ -1,41 +1,171 @@
-"""Command line: `xentropy serve`, `xentropy export-openapi`."""
+"""Command line: `xentropy serve`, `xentropy healthcheck`, `xentropy export-openapi`."""
 
 from __future__ import annotations
 
 import argparse
+import copy
+import glob
 import json
+import os
+import shutil
+import signal
 import sys
+import tempfile
+import urllib.request
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from app.settings import get_settings
+from pydantic import ValidationError
+
+from app.settings import Settings, get_settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# flag -> setting, for `serve`; the values are written back to XENTROPY_* so that every
+# worker process (which reads the environment) sees the same settings as the flags.
+_SERVE_FLAGS = ("host", "port", "workers", "log_level", "graceful_timeout", "drain_delay")
+
+
+def logging_config(level: str, access_log: bool) -> dict[str, Any]:
+    """uvicorn's logging, plus the service's loggers: ``xentropy`` (errors, as uvicorn's
+    on stderr) and ``xentropy.access`` (one JSON object per line on stdout)."""
+    from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    numeric = LOG_LEVELS[level]
+    config["formatters"]["json_lines"] = {"format": "%(message)s"}
+    config["handlers"]["json_access"] = {
+        "formatter": "json_lines",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stdout",
+    }
+    config["loggers"]["xentropy"] = {"handlers": ["default"], "level": numeric, "propagate": False}
+    config["loggers"]["xentropy.access"] = {
+        "handlers": ["json_access"] if access_log else [],
+        "level": numeric,
+        "propagate": False,
+    }
+    return config
+
+
+def prepare_metrics_dir(workers: int) -> str | None:
+    """With several workers, Prometheus metrics go through files in a directory shared by
+    the workers (PROMETHEUS_MULTIPROC_DIR), set before they start. Returns the directory
+    this process created (to remove at exit), or None.
+
+    A directory given in the environment is used as it is, emptied of old ``*.db`` files
+    (stale values from an earlier run would be added to the new ones)."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in glob.glob(os.path.join(given, "*.db")):
+            os.remove(name)
+        return None
+    if workers <= 1:
+        return None
+    path = tempfile.mkdtemp(prefix="xentropy-metrics-")  # $TMPDIR, else /tmp
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    for name in _SERVE_FLAGS:
+        os.environ[f"XENTROPY_{name.upper()}"] = str(getattr(settings, name))
+    get_settings.cache_clear()
+    created = prepare_metrics_dir(settings.workers)
+    # uvicorn re-raises SIGTERM once it has shut down gracefully (which would end the
+    # process "killed by SIGTERM"); a stop that was asked for and done is exit status 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        uvicorn.run(
+            "app.main:app",
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            log_config=logging_config(settings.log_level, settings.access_log),
+            access_log=False,  # ours is the JSON one (app.api.middleware)
+            server_header=False,
+            timeout_graceful_shutdown=settings.graceful_timeout,
+            lifespan="on",
+        )
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+    return 0
+
+
+def healthcheck(settings: Settings, url: str | None, timeout: float) -> int:
+    """GET /healthz of the local server (the container's HEALTHCHECK: slim images have
+    no curl). Exit status 0 when it answers 200."""
+    if url is None:
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+            settings.host, settings.host
+        )
+        netloc = f"[{host}]" if ":" in host else host
+        url = f"http://{netloc}:{settings.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            ok = response.status == 200
+    except OSError as exc:
+        print(f"unhealthy: {url}: {exc}", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"xentropy: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="xentropy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP service with uvicorn")
-    serve.add_argument("--host", default=settings.host)
-    serve.add_argument("--port", type=int, default=settings.port)
-    serve.add_argument("--workers", type=int, default=settings.workers)
-    serve.add_argument("--log-level", default=settings.log_level)
+    serve_cmd = commands.add_parser("serve", help="run the HTTP service with uvicorn")
+    serve_cmd.add_argument("--host", default=settings.host, help="XENTROPY_HOST")
+    serve_cmd.add_argument("--port", type=int, default=settings.port, help="XENTROPY_PORT")
+    serve_cmd.add_argument(
+        "--workers", type=int, default=settings.workers, help="XENTROPY_WORKERS"
+    )
+    serve_cmd.add_argument("--log-level", default=settings.log_level, help="XENTROPY_LOG_LEVEL")
+    serve_cmd.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=settings.graceful_timeout,
+        help="XENTROPY_GRACEFUL_TIMEOUT: seconds in-flight requests get after SIGTERM",
+    )
+    serve_cmd.add_argument(
+        "--drain-delay",
+        type=float,
+        default=settings.drain_delay,
+        help="XENTROPY_DRAIN_DELAY: seconds /readyz answers 503 before the listener closes",
+    )
+
+    health_cmd = commands.add_parser("healthcheck", help="exit 0 if the local /healthz is 200")
+    health_cmd.add_argument("--url", default=None, help="default: the configured host and port")
+    health_cmd.add_argument("--timeout", type=float, default=3.0)
 
     export = commands.add_parser("export-openapi", help="write the OpenAPI document")
     export.add_argument("path", nargs="?", default="-", help="output file (default: stdout)")
 
     args = parser.parse_args(argv)
     if args.command == "serve":
-        import uvicorn
-
-        uvicorn.run(
-            "app.main:app",
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
-        )
-        return 0
+        overrides = {name: getattr(args, name) for name in _SERVE_FLAGS}
+        try:
+            settings = Settings(**overrides)  # flags over the environment
+        except ValidationError as exc:
+            parser.error(str(exc))
+        return serve(settings)
+    if args.command == "healthcheck":
+        return healthcheck(settings, args.url, args.timeout)
     from app.main import app
 
     text = json.dumps(app.openapi(), indent=2, ensure_ascii=False) + "\n"

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
-from fastapi import FastAPI
+import uvicorn
+from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 
 from app import __version__
+from app.api.auth import AUTH_RESPONSES, require_api_key
+from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
+from app.api.middleware import ObservabilityMiddleware
 from app.api.openapi import build_openapi
-from app.api.routes import losses, service
+from app.api.routes import calibration, divergences, losses, metrics, service
 from app.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -23,18 +32,62 @@ in float64; responses never contain NaN or Infinity.
 
 TAGS = [
     {"name": "losses", "description": "Categorical and binary cross-entropy with gradients."},
+    {"name": "calibration", "description": "Calibration statistics and reliability diagrams."},
+    {"name": "divergences", "description": "Entropy, cross-entropy, KL and JS divergence."},
     {"name": "service", "description": "Health, readiness and service information."},
 ]
 
 
+def operation_id(route: APIRoute) -> str:
+    """Stable operationIds for generated clients: "<tag>-<route name>"."""
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def drain_on_sigterm(app: FastAPI, delay: float) -> Callable[[], None] | None:
+    """Under uvicorn (main thread), wrap its SIGTERM handler: /readyz turns 503 at once,
+    and uvicorn's graceful shutdown (stop accepting, finish in-flight requests) starts
+    ``delay`` seconds later, so that load balancers see the 503 and stop sending traffic
+    while the listener is still open. A second SIGTERM skips the rest of the delay.
+    Returns a function that puts uvicorn's handler back, or None outside uvicorn."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    uvicorn_handler = signal.getsignal(signal.SIGTERM)
+    if not isinstance(getattr(uvicorn_handler, "__self__", None), uvicorn.Server):
+        return None
+    assert callable(uvicorn_handler)
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if app.state.draining or delay <= 0:
+            app.state.draining = True
+            uvicorn_handler(signum, frame)
+            return
+        app.state.draining = True
+        loop.call_soon_threadsafe(loop.call_later, delay, uvicorn_handler, signum, None)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, uvicorn_handler)
+
+    return restore
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application. ``settings`` overrides the environment (tests use it)."""
+    config = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.draining = False
+        restore = drain_on_sigterm(app, config.drain_delay)
         app.state.ready = True
         yield
         app.state.ready = False
+        if restore is not None:
+            restore()
+        metrics.mark_this_process_dead()
 
     app = FastAPI(
         title="xentropy",
@@ -42,12 +95,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
-    app.include_router(losses.router)
+    # Every /v1 router behind the API key (a no-op when no key is configured).
+    for router in (losses.router, calibration.router, divergences.router, service.v1_router):
+        app.include_router(
+            router, dependencies=[Depends(require_api_key)], responses=AUTH_RESPONSES
+        )
     app.include_router(service.router)
+    app.include_router(metrics.router)
     install_error_handlers(app)
+    install_docs(app)
+    app.add_middleware(ObservabilityMiddleware, access_log=config.access_log)
 
     def openapi() -> dict[str, Any]:
         return build_openapi(app)

@@ -2,27 +2,113 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
 class Settings(BaseSettings):
     """Every setting can be given as an environment variable ``XENTROPY_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="XENTROPY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="XENTROPY_", extra="ignore", populate_by_name=True)
 
     host: str = Field("127.0.0.1", description="Address `xentropy serve` binds to.")
-    port: int = Field(8000, ge=0, le=65535, description="Port `xentropy serve` listens on.")
+    port: int = Field(
+        8000,
+        ge=0,
+        le=65535,
+        # PORT is the platform convention (container platforms, PaaS): used when
+        # XENTROPY_PORT is not set.
+        validation_alias=AliasChoices("XENTROPY_PORT", "PORT"),
+        description="Port `xentropy serve` listens on (XENTROPY_PORT, else PORT).",
+    )
     workers: int = Field(1, ge=1, le=64, description="Worker processes for `xentropy serve`.")
-    log_level: str = Field("info", description="uvicorn log level.")
+    log_level: LogLevel = Field("info", description="Log level of uvicorn and the access log.")
+    access_log: bool = Field(True, description="One JSON line per request on stdout.")
+    graceful_timeout: int = Field(
+        20,
+        ge=0,
+        le=3600,
+        description="Seconds in-flight requests get to finish after SIGTERM (then cancelled).",
+    )
+    drain_delay: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="Seconds between SIGTERM and closing the listener, /readyz answering 503 "
+        "meanwhile, so that load balancers stop sending traffic first.",
+    )
     max_body_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)."
     )
     max_elements: int = Field(
         20_000_000, ge=1, description="Most array elements one request may carry (413 beyond)."
     )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated API keys; when any key is configured, /v1 needs one.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File with one API key per line (blank lines and # comments skipped)."
+    )
+    metrics_require_key: bool = Field(
+        True, description="Whether /metrics needs an API key when keys are configured."
+    )
+
+    _key_digests: tuple[bytes, ...] = PrivateAttr(default=())
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _load_keys(self) -> Settings:
+        keys = [key.strip() for key in self.api_keys if key.strip()]
+        if self.api_keys_file is not None:
+            try:
+                text = self.api_keys_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"cannot read XENTROPY_API_KEYS_FILE: {exc.strerror}") from None
+            from_file = [
+                line.strip()
+                for line in text.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
+            if not from_file:
+                # An empty key file is a broken deployment, not a wish for an open service.
+                raise ValueError(f"XENTROPY_API_KEYS_FILE {self.api_keys_file} holds no key")
+            keys += from_file
+        # Only digests are kept: requests are compared by digest, in constant time.
+        self._key_digests = tuple(hashlib.sha256(key.encode()).digest() for key in keys)
+        return self
+
+    @property
+    def api_key_digests(self) -> tuple[bytes, ...]:
+        """SHA-256 digests of every configured API key (empty: no authentication)."""
+        return self._key_digests
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self._key_digests)
+
+    def __repr_args__(self) -> Any:
+        # Never print keys (settings end up in logs and tracebacks).
+        for name, value in super().__repr_args__():
+            yield name, ("***" if name == "api_keys" and value else value)
 
 
 @lru_cache

@@ -4,9 +4,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,29 +24,45 @@ def free_port() -> int:
 class Server:
     url: str
     process: subprocess.Popen[bytes]
+    # stdout and stderr go to a file, not a pipe: a pipe nobody reads fills up with
+    # access-log lines and then blocks the server.
+    log: Path | None = field(default=None, repr=False)
+
+    def output(self) -> str:
+        """Everything the server printed so far (uvicorn's log, JSON access lines)."""
+        return self.log.read_text(errors="replace") if self.log is not None else ""
 
 
-def start_server(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0) -> Server:
-    """Start `xentropy serve` on a free loopback port and wait until /healthz answers."""
+def start_server(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    health_path: str = "/healthz",
+) -> Server:
+    """Start `xentropy serve` on a free loopback port and wait until ``health_path``
+    answers 200 (``args`` are extra `serve` flags, ``env`` extra environment)."""
     port = free_port()
+    fd, log_name = tempfile.mkstemp(prefix="xentropy-e2e-", suffix=".log")
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
         env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
+        stdout=fd,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    os.close(fd)
+    server = Server(f"http://127.0.0.1:{port}", process, Path(log_name))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(process.stdout.read().decode() if process.stdout else "exited")
+            raise RuntimeError(server.output() or "exited")
         try:
-            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
-                return Server(url, process)
+            if httpx.get(server.url + health_path, timeout=1.0).status_code == 200:
+                return server
         except httpx.TransportError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError("server did not become healthy")
+    process.wait()
+    raise RuntimeError("server did not become healthy:\n" + server.output())
 
 
 def stop_server(server: Server) -> None:
@@ -54,6 +72,8 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+    if server.log is not None:
+        server.log.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -11,16 +11,20 @@ import numpy as np
 import pydantic
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app import __version__
 from app.api.body import SettingsDep
 
 router = APIRouter()
+# /v1 routes: create_app includes this one behind the API key.
+v1_router = APIRouter(prefix="/v1")
 
 
 class Health(BaseModel):
     """Liveness or readiness."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
 
     status: str = Field(description='"ok", or why the process cannot serve.')
 
@@ -28,15 +32,28 @@ class Health(BaseModel):
 class Limits(BaseModel):
     """Request limits (XENTROPY_MAX_BODY_BYTES, XENTROPY_MAX_ELEMENTS)."""
 
-    max_body_bytes: int
-    max_elements: int
+    max_body_bytes: int = Field(description="Largest request body accepted; larger is a 413.")
+    max_elements: int = Field(description="Most array elements in one request; more is a 413.")
 
 
 class Info(BaseModel):
     """What is serving."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": "0.1.0",
+                    "limits": {"max_body_bytes": 67108864, "max_elements": 20000000},
+                    "libraries": {"python": "3.11.7", "numpy": "2.4.6", "fastapi": "0.165.0",
+                                  "pydantic": "2.14.3", "msgspec": "0.22.0"},
+                }
+            ]
+        }
+    )
+
     version: str = Field(description="Version of the xentropy service.")
-    limits: Limits
+    limits: Limits = Field(description="The request limits this process enforces.")
     libraries: dict[str, str] = Field(description="Versions of the numeric and web stack.")
 
 
@@ -54,13 +71,17 @@ def healthz() -> dict[str, Any]:
     responses={503: {"model": Health, "description": "Not ready (starting or draining)."}},
 )
 def readyz(request: Request) -> Any:
-    """200 when the process can serve requests; 503 while starting or draining."""
-    if getattr(request.app.state, "ready", False):
+    """200 when the process can serve requests; 503 while starting, and from SIGTERM on
+    while it drains (``"draining"``)."""
+    state = request.app.state
+    if getattr(state, "draining", False):
+        return JSONResponse(status_code=503, content={"status": "draining"})
+    if getattr(state, "ready", False):
         return {"status": "ok"}
     return JSONResponse(status_code=503, content={"status": "not ready"})
 
 
-@router.get("/v1/info", tags=["service"], response_model=Info, summary="Service information")
+@v1_router.get("/info", tags=["service"], response_model=Info, summary="Service information")
 def info(settings: SettingsDep) -> dict[str, Any]:
     """Version, request limits and library versions."""
     return {

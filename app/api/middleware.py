@@ -1,0 +1,209 @@
+"""Request ids, Prometheus metrics and JSON access logs: one pure ASGI middleware.
+
+Pure ASGI (not ``BaseHTTPMiddleware``): request and response bodies stream through
+untouched, so the body reader can still refuse an oversized body while it streams in.
+Bodies and credentials are never logged; only sizes are counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "x-request-id"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+UNMATCHED_ROUTE = "<unmatched>"
+NO_RESPONSE = 499  # status recorded when no response was sent (nginx's "client closed")
+
+access_logger = logging.getLogger("xentropy.access")
+logger = logging.getLogger("xentropy")
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LABELS = ("method", "route", "status")
+_SIZE_BUCKETS = tuple(float(4**k) for k in range(4, 15))  # 256 B .. 256 MiB
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+
+# Module-level, so registered once per process whatever the number of apps (tests build
+# many). With PROMETHEUS_MULTIPROC_DIR set, prometheus_client keeps them in files that
+# /metrics aggregates across workers (see app.api.routes.metrics).
+REQUESTS = Counter(
+    "xentropy_http_requests", "HTTP requests answered, by route template.", _LABELS
+)
+ERRORS = Counter(
+    "xentropy_http_errors",
+    "HTTP requests answered with status >= 400 (or failed with an unhandled exception).",
+    _LABELS,
+)
+LATENCY = Histogram(
+    "xentropy_http_request_duration_seconds",
+    "Time from the request's arrival to the end of its response.",
+    _LABELS,
+    buckets=_LATENCY_BUCKETS,
+)
+REQUEST_SIZE = Histogram(
+    "xentropy_http_request_size_bytes",
+    "Request body bytes read by the service.",
+    _LABELS,
+    buckets=_SIZE_BUCKETS,
+)
+RESPONSE_SIZE = Histogram(
+    "xentropy_http_response_size_bytes", "Response body bytes sent.", _LABELS,
+    buckets=_SIZE_BUCKETS,
+)
+IN_PROGRESS = Gauge(
+    "xentropy_http_requests_in_progress",
+    "Requests being served now.",
+    ("method",),
+    multiprocess_mode="livesum",
+)
+
+_INTERNAL_ERROR = b'{"detail":"internal error"}'
+
+
+def request_id_from(scope: Scope) -> str:
+    """The client's X-Request-ID if it is sane (1-128 of ``A-Za-z0-9._:-``), else a new
+    random one (32 hex digits)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _SANE_REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/v1/losses/{kind}``, never the raw path),
+    so that metric labels stay few whatever clients send."""
+    route = scope.get("route")
+    if route is None and scope.get("endpoint") is not None:
+        # Plain Starlette routes (/docs, /openapi.json) leave only their endpoint behind.
+        app = scope.get("app")
+        for candidate in getattr(app, "routes", ()):
+            if getattr(candidate, "endpoint", None) is scope["endpoint"]:
+                route = candidate
+                break
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+class ObservabilityMiddleware:
+    """Gives every HTTP request an id (echoed as X-Request-ID), counts it in the
+    Prometheus metrics and writes one JSON access-log line for it."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = request_id_from(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        status = 0
+        bytes_in = 0
+        bytes_out = 0
+
+        async def counting_receive() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            if message["type"] == "http.request":
+                bytes_in += len(message.get("body", b""))
+            return message
+
+        async def tagging_send(message: Message) -> None:
+            nonlocal status, bytes_out
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+            elif message["type"] == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            await send(message)
+
+        in_progress = IN_PROGRESS.labels(method)
+        in_progress.inc()
+        try:
+            await self.app(scope, counting_receive, tagging_send)
+        except Exception:
+            if status == 0:
+                # The error handler's 500 would leave through the server error middleware,
+                # outside this one, without the request id: send the same answer here.
+                # Re-raised below, so app.api.errors still logs the traceback.
+                with contextlib.suppress(Exception):  # the client may be gone
+                    await tagging_send(
+                        {
+                            "type": "http.response.start",
+                            "status": 500,
+                            "headers": [
+                                (b"content-type", b"application/json"),
+                                (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
+                            ],
+                        }
+                    )
+                    await tagging_send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+                status = 500
+            raise
+        finally:
+            in_progress.dec()
+            duration = time.perf_counter() - start
+            route = route_template(scope)
+            # No response at all: cancelled (graceful-shutdown timeout) or the client gone.
+            final = status or NO_RESPONSE
+            self._record(method, route, final, duration, bytes_in, bytes_out)
+            if self.access_log:
+                self._log(scope, request_id, method, route, final, duration, bytes_in, bytes_out)
+
+    @staticmethod
+    def _record(
+        method: str, route: str, status: int, duration: float, bytes_in: int, bytes_out: int
+    ) -> None:
+        labels = (method, route, str(status))
+        REQUESTS.labels(*labels).inc()
+        if status >= 400:
+            ERRORS.labels(*labels).inc()
+        LATENCY.labels(*labels).observe(duration)
+        REQUEST_SIZE.labels(*labels).observe(bytes_in)
+        RESPONSE_SIZE.labels(*labels).observe(bytes_out)
+
+    @staticmethod
+    def _log(
+        scope: Scope,
+        request_id: str,
+        method: str,
+        route: str,
+        status: int,
+        duration: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        if not access_logger.isEnabledFor(logging.INFO):
+            return
+        client = scope.get("client")
+        record: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "method": method,
+            "route": route,
+            "path": scope.get("path", "")[:256],  # never the query string
+            "status": status,
+            "duration_ms": round(duration * 1000, 3),
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "request_id": request_id,
+            "client": client[0] if client else None,
+        }
+        access_logger.info(json.dumps(record, separators=(",", ":")))
