@@ -54,6 +54,17 @@ def _array_fields(model: type[BaseModel]) -> frozenset[str]:
     return _ARRAY_FIELDS[model]
 
 
+def _field_value(key: str, value: Any, *, is_array: bool) -> Any:
+    """A top-level field for pydantic: scalars parsed, arrays left as Raw JSON for the
+    codec, except a JSON ``null``, which is None for every field (an optional array sent
+    as null is absent, as the schema's ``anyOf [..., null]`` says)."""
+    if not isinstance(value, msgspec.Raw):
+        return value  # the standard-library fallback parsed it already
+    if not is_array:
+        return decode_scalar(key, value)
+    return None if len(value) == 4 and bytes(value) == b"null" else value  # no copy of big arrays
+
+
 def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -> M:
     """Validate a JSON body into ``model``; arrays become ndarrays.
 
@@ -67,10 +78,7 @@ def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -
     fields = split_body(body)
     arrays = _array_fields(model)
     data: dict[str, Any] = {
-        key: decode_scalar(key, value)
-        if isinstance(value, msgspec.Raw) and key not in arrays
-        else value
-        for key, value in fields.items()
+        key: _field_value(key, value, is_array=key in arrays) for key, value in fields.items()
     }
     request = model.model_validate(data)
     present = (getattr(request, name) for name in arrays)

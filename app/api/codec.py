@@ -41,10 +41,13 @@ MASK_DTYPES = ("uint8", "bool", "int32", "int64", "float32", "float64")
 
 
 class EncodedArrayStruct(msgspec.Struct, forbid_unknown_fields=True):
-    """Wire form of an encoded array (the pydantic twin in schemas is for the docs)."""
+    """Wire form of an encoded array (the pydantic twins in schemas are for the docs).
+
+    ``shape`` takes any JSON number: JSON Schema's ``integer`` includes 2.0, so sizes are
+    checked for being whole numbers (and at least 1) by ``_decode_encoded``."""
 
     dtype: str
-    shape: list[int]
+    shape: list[int | float]
     data: str
 
 
@@ -65,13 +68,18 @@ class ArraySpec:
         return {"float": FLOAT_DTYPES, "int": INT_DTYPES, "mask": MASK_DTYPES}[self.kind]
 
 
-def _element_type(kind: str) -> Any:
+def _element_type(kind: str, *, lenient: bool = False) -> Any:
+    """The element type of a JSON array. ``lenient``: integers may also be written as
+    floats (JSON Schema's ``integer`` is any number without a fractional part, so 1.0 is
+    one); the fast path tries the strict type first."""
+    if lenient and kind != "float":
+        return {"int": int | float, "mask": int | float | bool}[kind]
     return {"float": float, "int": int, "mask": int | bool}[kind]
 
 
-def _wire_type(spec: ArraySpec) -> Any:
+def _wire_type(spec: ArraySpec, *, lenient: bool = False) -> Any:
     """The msgspec type of a JSON array field: nested lists of the element type."""
-    elem: Any = _element_type(spec.kind)
+    elem: Any = _element_type(spec.kind, lenient=lenient)
     ranks = set(spec.ndim)
     nested: Any
     if ranks == {1}:
@@ -85,7 +93,7 @@ def _wire_type(spec: ArraySpec) -> Any:
     return nested | EncodedArrayStruct
 
 
-_DECODERS: dict[ArraySpec, msgspec.json.Decoder[Any]] = {}
+_DECODERS: dict[tuple[ArraySpec, bool], msgspec.json.Decoder[Any]] = {}
 _PATH = re.compile(r"\[(\d+)\]|\.(\w+)")
 _TYPE_WORDS = {
     "float": "a number",
@@ -98,10 +106,10 @@ _TYPE_WORDS = {
 }
 
 
-def _decoder(spec: ArraySpec) -> msgspec.json.Decoder[Any]:
-    if spec not in _DECODERS:
-        _DECODERS[spec] = msgspec.json.Decoder(_wire_type(spec))
-    return _DECODERS[spec]
+def _decoder(spec: ArraySpec, *, lenient: bool = False) -> msgspec.json.Decoder[Any]:
+    if (spec, lenient) not in _DECODERS:
+        _DECODERS[spec, lenient] = msgspec.json.Decoder(_wire_type(spec, lenient=lenient))
+    return _DECODERS[spec, lenient]
 
 
 def _wire_error(exc: msgspec.ValidationError, field: str, spec: ArraySpec) -> InputError:
@@ -115,10 +123,12 @@ def _wire_error(exc: msgspec.ValidationError, field: str, spec: ArraySpec) -> In
     got = re.search(r"got `(\w+)`", message)
     if message.startswith("Expected") and got:
         what = _TYPE_WORDS.get(got.group(1), got.group(1))
-        if (position and isinstance(position[-1], str)) or message.startswith("Expected `object"):
-            msg = f"{message[0].lower()}{message[1:]}"
-        elif got.group(1) in ("array", "object") and not position:
+        inside_encoded = any(isinstance(p, str) for p in position)  # e.g. ["shape", 2]
+        whole_field = not position and "`object | array`" in message  # e.g. null, a string
+        if whole_field or (got.group(1) in ("array", "object") and not position):
             msg = f"expected an array (nested lists) or an encoded array, got {what}"
+        elif inside_encoded or message.startswith("Expected `object"):
+            msg = f"{message[0].lower()}{message[1:]}"
         elif got.group(1) == "array":
             msg = (
                 f"expected {expected_word[spec.kind]}, "
@@ -157,10 +167,13 @@ def decode_array(value: Any, *, field: str, spec: ArraySpec) -> np.ndarray:
         arr = value
     else:
         try:
-            if isinstance(value, msgspec.Raw):
-                wire = _decoder(spec).decode(value)
-            else:
-                wire = msgspec.convert(value, _wire_type(spec), strict=True)
+            try:
+                wire = _parse_wire(value, spec, lenient=False)
+            except msgspec.ValidationError as exc:
+                if spec.kind == "float" or "got `float`" not in str(exc):
+                    raise
+                # Integers written as floats (1.0): parse again, then check each is whole.
+                wire = _whole_numbers(_parse_wire(value, spec, lenient=True), field, spec)
         except msgspec.ValidationError as exc:
             raise _wire_error(exc, field, spec) from None
         except RecursionError:
@@ -172,6 +185,35 @@ def decode_array(value: Any, *, field: str, spec: ArraySpec) -> np.ndarray:
         else:
             arr = _from_lists(wire, field, spec)
     return _finalise(arr, field, spec)
+
+
+def _parse_wire(value: Any, spec: ArraySpec, *, lenient: bool) -> Any:
+    if isinstance(value, msgspec.Raw):
+        return _decoder(spec, lenient=lenient).decode(value)
+    return msgspec.convert(value, _wire_type(spec, lenient=lenient), strict=True)
+
+
+def _whole_numbers(wire: Any, field: str, spec: ArraySpec) -> Any:
+    """Nested lists from the lenient parse with every float turned into an int, or an
+    InputError at the first float with a fractional part (error path only: the strict
+    parse refused a float)."""
+    if not isinstance(wire, list):
+        return wire  # an encoded array: its own checks follow
+
+    def whole(v: Any, position: tuple[int, ...]) -> Any:
+        if not isinstance(v, float):
+            return v
+        if not v.is_integer():
+            expected = "an integer" if spec.kind == "int" else "0, 1 or a boolean"
+            raise InputError(
+                field, f"expected {expected}, got {v:g}", position=position, kind="type_error"
+            )
+        return int(v)
+
+    return [
+        [whole(v, (i, j)) for j, v in enumerate(row)] if isinstance(row, list) else whole(row, (i,))
+        for i, row in enumerate(wire)
+    ]
 
 
 def _from_lists(wire: Any, field: str, spec: ArraySpec) -> np.ndarray:
@@ -223,13 +265,22 @@ def _decode_encoded(wire: EncodedArrayStruct, field: str, spec: ArraySpec) -> np
             field, f"expected dtype one of {allowed}, got {wire.dtype!r}", ["dtype"], "enum"
         )
     dtype = DTYPES[wire.dtype]
-    if len(wire.shape) not in spec.ndim or any(s < 0 for s in wire.shape):
+    for i, size in enumerate(wire.shape):
+        if isinstance(size, float) and not size.is_integer():
+            raise _positioned_error(
+                field, f"expected whole-number sizes, got {size:g}", ["shape", i], "type_error"
+            )
+        if size < 1:  # a zero size would make an empty array, refused below anyway
+            raise _positioned_error(
+                field, f"expected sizes of at least 1, got {size:g}", ["shape", i], "empty"
+            )
+    shape = [int(size) for size in wire.shape]
+    if len(shape) not in spec.ndim:
         ranks = " or ".join(str(d) for d in spec.ndim)
         raise _positioned_error(
-            field, f"expected a shape of {ranks} non-negative sizes, got {wire.shape}",
-            ["shape"], "shape_error",
+            field, f"expected a shape of {ranks} sizes, got {shape}", ["shape"], "shape_error"
         )
-    n_items = math.prod(wire.shape)  # Python ints: no overflow whatever the shape
+    n_items = math.prod(shape)  # Python ints: no overflow whatever the shape
     try:
         raw = base64.b64decode(wire.data, validate=True)
     except (binascii.Error, ValueError):
@@ -240,11 +291,12 @@ def _decode_encoded(wire: EncodedArrayStruct, field: str, spec: ArraySpec) -> np
     if len(raw) != expected:
         raise _positioned_error(
             field,
-            f"expected {expected} bytes of data for shape {wire.shape} and dtype {wire.dtype}, "
+            f"expected {expected} bytes of data for shape {shape} and dtype {wire.dtype}, "
             f"got {len(raw)}",
             ["data"], "size_mismatch",
         )
-    return np.frombuffer(raw, dtype=dtype).reshape(wire.shape)
+    # Every size is >= 1 and their product matched the data: reshape cannot overflow.
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
 def _finalise(arr: np.ndarray, field: str, spec: ArraySpec) -> np.ndarray:

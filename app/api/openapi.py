@@ -47,7 +47,34 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         [(m, "validation") for m in _BODY_MODELS], ref_template="#/components/schemas/{model}"
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for name, definition in defs.get("$defs", {}).items():
-        components.setdefault(name, definition)
+    # Pydantic's own output wins for models that responses share with request bodies
+    # (encoded arrays, enums): FastAPI's document models turn integer bounds into floats.
+    components.update(defs.get("$defs", {}))
+    _restore_examples(components)
+    schema["components"]["schemas"] = dict(sorted(components.items()))  # as the docs list them
     app.openapi_schema = schema
     return schema
+
+
+def _restore_examples(components: dict[str, Any]) -> None:
+    """Put back the nulls of model examples: FastAPI encodes the document with
+    ``exclude_none``, which also drops null values inside examples (an empty calibration
+    bin's ``"accuracy": null``), so that they would no longer show the real answers.
+    The examples are taken again from the models' ``json_schema_extra``."""
+    for name, model in _app_models().items():
+        extra = model.model_config.get("json_schema_extra")
+        if name in components and isinstance(extra, dict) and "examples" in extra:
+            components[name]["examples"] = extra["examples"]
+
+
+def _app_models() -> dict[str, type[BaseModel]]:
+    """This app's pydantic models by class name (names that two models share are left
+    out: their components are named differently)."""
+    found: dict[str, list[type[BaseModel]]] = {}
+    pending: list[type[BaseModel]] = [BaseModel]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            pending.append(sub)
+            if sub.__module__.startswith("app."):
+                found.setdefault(sub.__name__, []).append(sub)
+    return {name: models[0] for name, models in found.items() if len(set(models)) == 1}

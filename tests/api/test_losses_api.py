@@ -141,7 +141,8 @@ def test_float_scalars_accept_integers(client):
 GOOD = {"logits": [[2.0, 1.0, 0.1], [0.5, 2.5, -0.5]], "labels": [0, 1]}
 
 BAD_CATEGORICAL = [
-    ("nan token", '{"logits": [[1, NaN, 2], [0, 0, 0]], "labels": [0, 1]}', ["body", "logits", 0, 1]),
+    ("nan token", '{"logits": [[1, NaN, 2], [0, 0, 0]], "labels": [0, 1]}',
+     ["body", "logits", 0, 1]),
     ("infinity token", '{"logits": [[1, 2, 3], [0, -Infinity, 0]], "labels": [0, 1]}',
      ["body", "logits", 1, 1]),
     ("overflowing literal", '{"logits": [[1, 2, 3], [0, 1e999, 0]], "labels": [0, 1]}',
@@ -202,7 +203,8 @@ BAD_CATEGORICAL = [
     ("array body", "[1, 2]", ["body"]),
     ("empty body", "", ["body"]),
     ("malformed json", '{"logits": [[1, 2]], "labels": [0]', ["body", 34]),
-    ("bad base64", '{"logits": {"dtype": "float64", "shape": [1, 2], "data": "@@@"}, "labels": [0]}',
+    ("bad base64",
+     '{"logits": {"dtype": "float64", "shape": [1, 2], "data": "@@@"}, "labels": [0]}',
      ["body", "logits", "data"]),
     ("declared shape larger than data",
      '{"logits": {"dtype": "float64", "shape": [1, 3], "data": "AAAAAAAAAEAAAAAAAADwPw=="},'
@@ -213,7 +215,9 @@ BAD_CATEGORICAL = [
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "loc"), BAD_CATEGORICAL, ids=[b[0] for b in BAD_CATEGORICAL])
+@pytest.mark.parametrize(
+    ("name", "body", "loc"), BAD_CATEGORICAL, ids=[b[0] for b in BAD_CATEGORICAL]
+)
 def test_bad_categorical_input_is_a_precise_422(client, name, body, loc):
     r = post_raw(client, CAT, body)
     assert r.status_code == 422, r.text

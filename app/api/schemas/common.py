@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 from enum import Enum, StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Self, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    create_model,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from app.api.codec import ArraySpec, decode_array
+from app.api.codec import DTYPES, ArraySpec, decode_array
+from app.core._checks import InputError
 
 
 class Reduction(StrEnum):
@@ -41,42 +53,126 @@ class ResponseEncoding(StrEnum):
     base64 = "base64"
 
 
-class EncodedArray(BaseModel):
-    """An array as raw little-endian C-order bytes, base64 (RFC 4648) encoded."""
+class FloatDtype(StrEnum):
+    """Element type of an encoded array of numbers (integers are read as float64)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "example": {"dtype": "float64", "shape": [1, 2], "data": "AAAAAAAAAEAAAAAAAADwPw=="}
-        },
-    )
-
-    dtype: Literal["float32", "float64", "int32", "int64", "uint8", "bool"] = Field(
-        description="Element type of `data`; responses always use float64."
-    )
-    shape: list[Annotated[int, Field(ge=0)]] = Field(description="Size of each dimension.")
-    data: str = Field(description="base64 of the raw little-endian C-order bytes.")
+    float32 = "float32"
+    float64 = "float64"
+    int32 = "int32"
+    int64 = "int64"
 
 
-def _wire_form(kind: str, ndim: tuple[int, ...]) -> Any:
-    """The Python type a field's JSON may take: nested lists of the element, or an
-    EncodedArray. Used for the JSON schema only; the codec does the validation."""
-    element: Any = {"float": float, "int": int, "mask": Literal[0, 1] | bool}[kind]
+class IntDtype(StrEnum):
+    """Element type of an encoded array of integers (labels)."""
+
+    int32 = "int32"
+    int64 = "int64"
+
+
+class MaskDtype(StrEnum):
+    """Element type of an encoded mask: 0/1 in any of these, or booleans."""
+
+    uint8 = "uint8"
+    bool_ = "bool"
+    int32 = "int32"
+    int64 = "int64"
+    float32 = "float32"
+    float64 = "float64"
+
+
+_DTYPE_ENUMS: dict[str, type[StrEnum]] = {"float": FloatDtype, "int": IntDtype, "mask": MaskDtype}
+
+#: Standard base64 (RFC 4648, padded, no line breaks), as the codec decodes it.
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+# (kind, ranks) -> component name, what the shape is, an example array of that form. The
+# examples agree with one another (N = 2, C = 2) so that they combine into valid requests.
+_ENCODED_FORMS: dict[tuple[str, tuple[int, ...]], tuple[str, str, Any]] = {
+    ("float", (2,)): ("EncodedMatrix", "[N, C]", [[0.5, 0.5], [0.25, 0.75]]),
+    ("float", (1,)): ("EncodedVector", "[N] (or [C])", [0.5, 1.0]),
+    ("float", (1, 2)): ("EncodedVectorOrMatrix", "[N] or [N, C]", [[0.5, 0.5], [0.25, 0.75]]),
+    ("float", (0, 1)): ("EncodedScalarOrVector", "[] (one number) or [C]", 0.25),
+    ("int", (1,)): ("EncodedIntVector", "[N]", [0, 1]),
+    ("mask", (1, 2)): ("EncodedMask", "[N] or [N, C]", [[1, 0], [1, 1]]),
+}
+_ENCODED_MODELS: dict[tuple[str, tuple[int, ...]], type[BaseModel]] = {}
+
+
+def encoded_array_model(kind: str, ndim: tuple[int, ...]) -> type[BaseModel]:
+    """The documentation model of an encoded array of one element kind and rank: a named
+    component per form, so that the schema says which dtypes and how many sizes a field
+    takes (the codec enforces the same rules)."""
+    if (kind, ndim) not in _ENCODED_MODELS:
+        name, shape_text, value = _ENCODED_FORMS[kind, ndim]
+        dtype_enum = _DTYPE_ENUMS[kind]
+        dtype = "int64" if kind == "int" else "uint8" if kind == "mask" else "float64"
+        array = np.asarray(value, dtype=DTYPES[dtype])
+        example: dict[str, Any] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data": base64.b64encode(array.tobytes()).decode("ascii"),
+        }
+        sizes = Annotated[int, Field(ge=1)]
+        _ENCODED_MODELS[kind, ndim] = create_model(
+            name,
+            __config__=ConfigDict(
+                extra="forbid", title=name, json_schema_extra={"examples": [example]}
+            ),
+            __doc__=(
+                "An array as its raw little-endian C-order bytes, base64 (RFC 4648) encoded; "
+                f"shape {shape_text}."
+            ),
+            dtype=(dtype_enum, Field(description="Element type of `data`.")),
+            shape=(
+                Annotated[list[sizes], Field(min_length=min(ndim), max_length=max(ndim))],
+                Field(description=f"Size of each dimension, at least 1: {shape_text}."),
+            ),
+            data=(
+                Annotated[str, Field(pattern=BASE64_PATTERN)],
+                Field(
+                    description="base64 of the raw little-endian C-order bytes: "
+                    "product of `shape` × the dtype's size in bytes, before encoding."
+                ),
+            ),
+        )
+    return _ENCODED_MODELS[kind, ndim]
+
+
+_JSON_INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
+def _wire_form(
+    kind: str, ndim: tuple[int, ...], *, ge: float | None = None, le: float | None = None
+) -> Any:
+    """The Python type a field's JSON may take: nested lists of the element (within
+    [ge, le]), or the encoded array of that form. Used for the JSON schema only; the codec
+    and the core validate (the values inside encoded data included)."""
+    element: Any = {
+        "float": Annotated[float, Field(ge=ge, le=le)],
+        "int": Annotated[_JSON_INT64, Field(ge=ge, le=le)],
+        "mask": Annotated[int, Field(ge=0, le=1)] | bool,
+    }[kind]
     forms = []
     for rank in ndim:
         form = element
         for _ in range(rank):
             form = Annotated[list[form], Field(min_length=1)]  # type: ignore[valid-type]
         forms.append(form)
-    return Union[(*forms, EncodedArray)]
+    return Union[(*forms, encoded_array_model(kind, ndim))]
 
 
 class ArrayField:
     """Annotation for an array field: accepts nested JSON lists or an encoded array and
-    validates into an ndarray through the codec (errors carry the element position)."""
+    validates into an ndarray through the codec (errors carry the element position).
 
-    def __init__(self, kind: str, *ndim: int) -> None:
+    ``ge`` and ``le`` document the elements' bounds in the schema; the core checks them.
+    """
+
+    def __init__(
+        self, kind: str, *ndim: int, ge: float | None = None, le: float | None = None
+    ) -> None:
         self.spec = ArraySpec(kind, tuple(ndim))
+        self.bounds = {"ge": ge, "le": le}
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
@@ -88,7 +184,9 @@ class ArrayField:
 
         return core_schema.with_info_plain_validator_function(
             validate,
-            json_schema_input_schema=handler.generate_schema(_wire_form(spec.kind, spec.ndim)),
+            json_schema_input_schema=handler.generate_schema(
+                _wire_form(spec.kind, spec.ndim, **self.bounds)
+            ),
         )
 
 
@@ -98,6 +196,24 @@ FloatVectorOrMatrix = Annotated[np.ndarray, ArrayField("float", 1, 2)]
 FloatScalarOrVector = Annotated[np.ndarray, ArrayField("float", 0, 1)]
 IntVector = Annotated[np.ndarray, ArrayField("int", 1)]
 MaskArray = Annotated[np.ndarray, ArrayField("mask", 1, 2)]
+# The same forms with the bounds of their elements.
+ProbabilityMatrix = Annotated[np.ndarray, ArrayField("float", 2, ge=0.0, le=1.0)]
+ProbabilityVectorOrMatrix = Annotated[np.ndarray, ArrayField("float", 1, 2, ge=0.0, le=1.0)]
+WeightVector = Annotated[np.ndarray, ArrayField("float", 1, ge=0.0)]
+WeightScalarOrVector = Annotated[np.ndarray, ArrayField("float", 0, 1, ge=0.0)]
+FractionScalarOrVector = Annotated[np.ndarray, ArrayField("float", 0, 1, ge=0.0, le=1.0)]
+ClassIndexVector = Annotated[np.ndarray, ArrayField("int", 1, ge=0)]
+
+
+def _whole_float_to_int(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: Marks an integer option, after its bounds: ``Annotated[int, Field(ge=1), WholeFloats]``
+#: (after them, so that the schema says ``minimum``). JSON Schema's ``integer`` is any
+#: number without a fractional part (2.0 is one), so such floats are taken as integers;
+#: 2.5, "2" and true stay errors.
+WholeFloats = BeforeValidator(_whole_float_to_int)
 
 # Response arrays are documented, never validated (handlers return serialised bytes).
 OutVector = _wire_form("float", (1,))
@@ -106,7 +222,12 @@ OutVectorOrMatrix = _wire_form("float", (1, 2))
 
 
 class RequestModel(BaseModel):
-    """Base of every request body: strict types, unknown fields refused."""
+    """Base of every request body: strict types, unknown fields refused.
+
+    ``exactly_one_of`` and ``not_with`` declare the rules between fields; they are both
+    validated and written into the JSON schema (``allOf``), so the two cannot disagree.
+    A field counts as sent when it is present and not null.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -116,6 +237,73 @@ class RequestModel(BaseModel):
         use_enum_values=True,
         validate_default=True,
     )
+
+    #: Pairs of fields of which exactly one must be sent.
+    exactly_one_of: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: (field, other, reason): ``field`` must be null or absent when ``other`` is sent.
+    not_with: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+
+    @model_validator(mode="after")
+    def _field_rules(self) -> Self:
+        for first, second in self.exactly_one_of:
+            sent_first = getattr(self, first) is not None
+            sent_second = getattr(self, second) is not None
+            if sent_first and sent_second:
+                raise InputError(
+                    second, f"expected exactly one of {first} and {second}, got both",
+                    kind="exclusive",
+                )
+            if not (sent_first or sent_second):
+                raise InputError(
+                    first, f"expected one of {first} or {second}, got neither", kind="missing"
+                )
+        for field, other, reason in self.not_with:
+            if getattr(self, field) is not None and getattr(self, other) is not None:
+                raise InputError(
+                    field, f"expected null with {other}: {reason}", kind="not_applicable"
+                )
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        target = handler.resolve_ref_schema(json_schema)
+        rules: list[dict[str, Any]] = [
+            {
+                "description": f"Exactly one of `{first}` and `{second}`.",
+                "oneOf": [_sent(first), _sent(second)],
+            }
+            for first, second in cls.exactly_one_of
+        ]
+        rules += [
+            {
+                "description": f"`{field}` must be null or absent with `{other}`: {reason}.",
+                "anyOf": [_not_sent(field), _not_sent(other)],
+            }
+            for field, other, reason in cls.not_with
+        ]
+        if rules:
+            target["allOf"] = rules
+        return json_schema
+
+
+def _sent(field: str) -> dict[str, Any]:
+    return {"required": [field], "properties": {field: {"not": {"type": "null"}}}}
+
+
+def _not_sent(field: str) -> dict[str, Any]:
+    return {"properties": {field: {"type": "null"}}}
+
+
+class ExactlyOneInput(RequestModel):
+    """A request with exactly one of ``logits`` and ``probabilities``."""
+
+    exactly_one_of: ClassVar[tuple[tuple[str, str], ...]] = (("logits", "probabilities"),)
+
+    logits: object = None
+    probabilities: object = None
 
 
 def option(default: Any, description: str, **constraints: Any) -> Any:
@@ -136,16 +324,46 @@ class ErrorItem(BaseModel):
 class ValidationErrorBody(BaseModel):
     """422: the request body broke a rule."""
 
-    detail: list[ErrorItem]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", "labels", 0],
+                            "msg": "label 7 is outside [0, 3)",
+                            "type": "out_of_range",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    detail: list[ErrorItem] = Field(description="The problems found, each with its location.")
 
 
 class ErrorBody(BaseModel):
     """401, 413, 415: a single message."""
 
-    detail: str
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"detail": "expected Content-Type application/json, got text/plain"}]
+        }
+    )
+
+    detail: str = Field(description="What was refused and why.")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "API keys are configured and the request carries none or a wrong one "
+        "(send `Authorization: Bearer KEY` or `X-API-Key: KEY`).",
+        "headers": {
+            "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}
+        },
+    },
     413: {"model": ErrorBody, "description": "Body or element count over the configured limit."},
     415: {"model": ErrorBody, "description": "The body is not `application/json`."},
     422: {"model": ValidationErrorBody, "description": "Invalid body: field, position and rule."},

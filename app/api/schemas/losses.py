@@ -4,26 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.api.schemas.common import (
+    ExactlyOneInput,
     FloatMatrix,
-    FloatScalarOrVector,
-    FloatVector,
     FloatVectorOrMatrix,
+    FractionScalarOrVector,
     IntVector,
     MaskArray,
     Normalization,
     OutMatrix,
     OutVector,
     OutVectorOrMatrix,
+    ProbabilityMatrix,
+    ProbabilityVectorOrMatrix,
     Reduction,
-    RequestModel,
     ResponseEncoding,
     Units,
+    WeightScalarOrVector,
+    WeightVector,
+    WholeFloats,
     option,
 )
-from app.core._checks import InputError
 from app.core._numerics import FLOAT64_EPS
 
 _EPSILON_DOC = (
@@ -46,31 +49,20 @@ _GRADIENT_DOC = (
 _ENCODING_DOC = '`"base64"` writes every response array as an encoded float64 array.'
 
 
-class _ExactlyOneInput(RequestModel):
-    logits: object = None
-    probabilities: object = None
-
-    @model_validator(mode="after")
-    def _one_input(self) -> _ExactlyOneInput:
-        if self.logits is not None and self.probabilities is not None:
-            raise InputError(
-                "probabilities", "expected exactly one of logits and probabilities, got both",
-                kind="exclusive",
-            )
-        if self.logits is None and self.probabilities is None:
-            raise InputError(
-                "logits", "expected one of logits or probabilities, got neither", kind="missing"
-            )
-        return self
-
-
-class CategoricalLossRequest(_ExactlyOneInput):
+class CategoricalLossRequest(ExactlyOneInput):
     """Softmax cross-entropy, one class per sample (labels) or target distributions."""
+
+    exactly_one_of = (("logits", "probabilities"), ("labels", "targets"))
+    not_with = (("ignore_index", "targets", "ignore_index applies to labels only"),)
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"logits": [[2.0, 1.0, 0.1], [0.5, 2.5, -0.5]], "labels": [0, 1]},
+                {
+                    "logits": [[2.0, 1.0, 0.1], [0.5, 2.5, -0.5]],
+                    "labels": [0, 1],
+                    "return_gradient": True,
+                },
                 {
                     "probabilities": [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]],
                     "targets": [[1.0, 0.0, 0.0], [0.0, 0.9, 0.1]],
@@ -83,19 +75,19 @@ class CategoricalLossRequest(_ExactlyOneInput):
     )
 
     logits: FloatMatrix | None = Field(None, description="N×C unnormalised scores.")
-    probabilities: FloatMatrix | None = Field(
+    probabilities: ProbabilityMatrix | None = Field(
         None, description="N×C probability rows (each sums to 1 within 1e-6)."
     )
     labels: IntVector | None = Field(None, description="N class indices in [0, C).")
-    targets: FloatMatrix | None = Field(
+    targets: ProbabilityMatrix | None = Field(
         None,
         description="N×C one-hot or soft target distributions (non-negative, rows sum to 1).",
     )
-    class_weights: FloatVector | None = Field(
+    class_weights: WeightVector | None = Field(
         None, description="C non-negative weights, one per class (PyTorch `weight`)."
     )
-    sample_weights: FloatVector | None = Field(None, description="N non-negative sample weights.")
-    ignore_index: Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)] | None = Field(
+    sample_weights: WeightVector | None = Field(None, description="N non-negative sample weights.")
+    ignore_index: Annotated[int, Field(ge=-(2**63), le=2**63 - 1), WholeFloats] | None = Field(
         None, description="With `labels`: samples with this label are left out (PyTorch)."
     )
     label_smoothing: float = option(
@@ -107,7 +99,7 @@ class CategoricalLossRequest(_ExactlyOneInput):
     focal_gamma: float = option(
         0.0, "Focal loss exponent γ ≥ 0 (Lin et al. 2017); 0 is plain cross-entropy.", ge=0.0
     )
-    focal_alpha: FloatScalarOrVector | None = Field(
+    focal_alpha: WeightScalarOrVector | None = Field(
         None, description="Focal class balancing factor: one number, or C numbers; null: none."
     )
     reduction: Reduction = option(Reduction.mean, _REDUCTION_DOC)
@@ -117,25 +109,8 @@ class CategoricalLossRequest(_ExactlyOneInput):
     return_gradient: StrictBool = Field(False, description=_GRADIENT_DOC)
     response_encoding: ResponseEncoding = option(ResponseEncoding.json, _ENCODING_DOC)
 
-    @model_validator(mode="after")
-    def _one_target(self) -> CategoricalLossRequest:
-        if self.labels is not None and self.targets is not None:
-            raise InputError(
-                "targets", "expected exactly one of labels and targets, got both", kind="exclusive"
-            )
-        if self.labels is None and self.targets is None:
-            raise InputError(
-                "labels", "expected one of labels or targets, got neither", kind="missing"
-            )
-        if self.targets is not None and self.ignore_index is not None:
-            raise InputError(
-                "ignore_index", "expected null with targets: ignore_index applies to labels only",
-                kind="not_applicable",
-            )
-        return self
 
-
-class BinaryLossRequest(_ExactlyOneInput):
+class BinaryLossRequest(ExactlyOneInput):
     """Sigmoid / binary cross-entropy, also multi-label (N×C)."""
 
     model_config = ConfigDict(
@@ -153,19 +128,19 @@ class BinaryLossRequest(_ExactlyOneInput):
     )
 
     logits: FloatVectorOrMatrix | None = Field(None, description="N or N×C scores.")
-    probabilities: FloatVectorOrMatrix | None = Field(
+    probabilities: ProbabilityVectorOrMatrix | None = Field(
         None, description="N or N×C probabilities in [0, 1]."
     )
-    targets: FloatVectorOrMatrix = Field(
+    targets: ProbabilityVectorOrMatrix = Field(
         description="Same shape as the input, in [0, 1]; soft targets allowed."
     )
-    pos_weight: FloatScalarOrVector | None = Field(
+    pos_weight: WeightScalarOrVector | None = Field(
         None, description="Weight of the positive term (PyTorch `pos_weight`): one number or C."
     )
-    class_weights: FloatVector | None = Field(
+    class_weights: WeightVector | None = Field(
         None, description="C per-column weights (N×C input only)."
     )
-    sample_weights: FloatVector | None = Field(None, description="N per-sample weights.")
+    sample_weights: WeightVector | None = Field(None, description="N per-sample weights.")
     mask: MaskArray | None = Field(
         None, description="Same shape as the input, 0/1 (or booleans): 0 leaves an element out."
     )
@@ -173,7 +148,7 @@ class BinaryLossRequest(_ExactlyOneInput):
         0.0, "Targets move toward 0.5: t (1 - ε) + ε/2 (Keras semantics).", ge=0.0, lt=1.0
     )
     focal_gamma: float = option(0.0, "Binary focal loss exponent γ ≥ 0; 0: plain BCE.", ge=0.0)
-    focal_alpha: FloatScalarOrVector | None = Field(
+    focal_alpha: FractionScalarOrVector | None = Field(
         None,
         description="Weight of positives, 1 - alpha for negatives (RetinaNet), in [0, 1]: "
         "one number or C; null: no balancing.",
@@ -202,14 +177,39 @@ class _LossResponse(BaseModel):
     n_classes: int = Field(description="C (1 for binary input of shape N).")
     n_ignored: int = Field(description="Ignored samples or masked-out elements.")
     weight_sum: float = Field(description='The denominator `"mean"` uses (reported always).')
-    units: Units
-    reduction: Reduction
-    normalization: Normalization
-    diagnostics: LossDiagnostics
+    units: Units = Field(description="Units of `loss`, `losses` and `gradient`, as requested.")
+    reduction: Reduction = Field(description="The reduction that was applied, as requested.")
+    normalization: Normalization = Field(
+        description='What `"mean"` divided by, as requested (`weight_sum`).'
+    )
+    diagnostics: LossDiagnostics = Field(description="Clipped and ignored counts.")
 
 
 class CategoricalLossResponse(_LossResponse):
     """Result of /v1/losses/categorical."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "loss": 0.2934380179170596,
+                    "losses": [0.41703001627783354, 0.16984601955628567],
+                    "gradient": [
+                        [-0.17049943055701605, 0.12121648535235696, 0.04928294520465909],
+                        [0.057097599692297246, -0.07810263275933027, 0.021005033067033024],
+                    ],
+                    "n_samples": 2,
+                    "n_classes": 3,
+                    "n_ignored": 0,
+                    "weight_sum": 2.0,
+                    "units": "nats",
+                    "reduction": "mean",
+                    "normalization": "weights",
+                    "diagnostics": {"n_clipped": 0, "n_ignored": 0},
+                }
+            ]
+        }
+    )
 
     losses: OutVector | None = Field(
         None, description='N per-sample losses; present with `"none"` or `return_gradient`.'
@@ -218,6 +218,24 @@ class CategoricalLossResponse(_LossResponse):
 
 class BinaryLossResponse(_LossResponse):
     """Result of /v1/losses/binary."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "loss": 0.814924454847114,
+                    "n_samples": 2,
+                    "n_classes": 2,
+                    "n_ignored": 0,
+                    "weight_sum": 4.0,
+                    "units": "nats",
+                    "reduction": "mean",
+                    "normalization": "weights",
+                    "diagnostics": {"n_clipped": 0, "n_ignored": 0},
+                }
+            ]
+        }
+    )
 
     losses: OutVectorOrMatrix | None = Field(
         None, description='Per-element losses, the input\'s shape; with `"none"` or a gradient.'
