@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest openapi bench clean
+.PHONY: run test lint typecheck pytest openapi client bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,19 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## set up and serve on 127.0.0.1:8000
 	$(BIN)/xentropy serve --host 127.0.0.1 --port 8000
 
-test: lint typecheck pytest  ## set up and run every check
+test: system-deps lint typecheck pytest  ## set up and run every check
+
+# Debian tools some tests drive (headless Chromium for /docs, wrk for load); installed
+# when missing and we are root with apt-get, otherwise those tests are skipped.
+SYSTEM_TOOLS := chromium wrk
+system-deps:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note: missing$$missing; the tests that need them will be skipped"; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check app tests bench
@@ -28,6 +40,11 @@ pytest: $(STAMP)
 
 openapi: $(STAMP)  ## write openapi/openapi.json from the app
 	$(BIN)/xentropy export-openapi openapi/openapi.json
+
+client: $(STAMP)  ## generate the Python client into openapi/clients/python/ (not committed)
+	$(BIN)/openapi-python-client generate --path openapi/openapi.json \
+	  --config openapi/client-config.yaml --meta setup \
+	  --output-path openapi/clients/python --overwrite
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
