@@ -33,3 +33,12 @@ def test_readme_example_output(client, command, printed):
     else:
         r = client.get(path)
     assert r.json() == json.loads(printed)
+
+
+def test_readme_diagram_is_what_the_service_draws(client):
+    root = Path(__file__).parents[1]
+    body = (root / "docs" / "diagram-request.json").read_bytes()
+    r = client.post("/v1/calibration/diagram", content=body,
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 200
+    assert r.text == (root / "docs" / "reliability-diagram.svg").read_text()
