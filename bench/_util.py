@@ -61,21 +61,22 @@ def uvicorn_server(app: str, *, workers: int = 1, env: dict[str, str] | None = N
             proc.kill()
 
 
-def peak_rss_bytes(pid: int) -> int:
-    """VmHWM of a process: its peak resident set size."""
+def _status_bytes(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM")
+    raise RuntimeError(f"no {key} for pid {pid}")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM of a process: its peak resident set size."""
+    return _status_bytes(pid, "VmHWM")
 
 
 def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+    """VmRSS of a process: its resident set size now."""
+    return _status_bytes(pid, "VmRSS")
 
 
 def row(name: str, ours: float, base: float, base_name: str, target: str = "") -> str:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Response
+from pydantic import BaseModel
 
 from app.api.body import JsonBody, SettingsDep, parse_request
 from app.api.openapi import json_request_body
@@ -32,6 +33,17 @@ _BINARY: dict[bool, Callable[..., LossResult]] = {
     False: losses.binary_cross_entropy,
 }
 
+# Request fields passed to the core under the same name by both endpoints.
+_SHARED_OPTIONS = (
+    "class_weights", "sample_weights", "label_smoothing", "focal_gamma", "focal_alpha",
+    "reduction", "normalization", "units", "return_gradient",
+)
+
+
+def _options(req: BaseModel, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(req, name) for name in names}
+
+
 router = APIRouter(prefix="/v1/losses", tags=["losses"], responses=ERROR_RESPONSES)
 
 
@@ -47,17 +59,7 @@ def categorical(body: JsonBody, settings: SettingsDep) -> Response:
     target distributions, with class and sample weights, ignore_index, label smoothing,
     focal loss, and the analytic gradient with respect to the input that was sent."""
     req = parse_request(CategoricalLossRequest, body, settings)
-    options: dict[str, Any] = dict(
-        class_weights=req.class_weights,
-        sample_weights=req.sample_weights,
-        label_smoothing=req.label_smoothing,
-        focal_gamma=req.focal_gamma,
-        focal_alpha=req.focal_alpha,
-        reduction=req.reduction,
-        normalization=req.normalization,
-        units=req.units,
-        return_gradient=req.return_gradient,
-    )
+    options = _options(req, _SHARED_OPTIONS)
     from_logits = req.logits is not None
     labelled = req.labels is not None
     if labelled:
@@ -86,19 +88,7 @@ def binary(body: JsonBody, settings: SettingsDep) -> Response:
     pos_weight, class and sample weights, a mask, label smoothing toward 0.5, binary focal
     loss, and the analytic gradient with respect to the input that was sent."""
     req = parse_request(BinaryLossRequest, body, settings)
-    options: dict[str, Any] = dict(
-        pos_weight=req.pos_weight,
-        class_weights=req.class_weights,
-        sample_weights=req.sample_weights,
-        mask=req.mask,
-        label_smoothing=req.label_smoothing,
-        focal_gamma=req.focal_gamma,
-        focal_alpha=req.focal_alpha,
-        reduction=req.reduction,
-        normalization=req.normalization,
-        units=req.units,
-        return_gradient=req.return_gradient,
-    )
+    options = _options(req, (*_SHARED_OPTIONS, "pos_weight", "mask"))
     from_logits = req.logits is not None
     if not from_logits:
         options["epsilon"] = req.epsilon
