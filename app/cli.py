@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import glob
+import importlib
 import json
 import os
 import shutil
@@ -76,6 +77,9 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 def serve(settings: Settings) -> int:
     import uvicorn
 
+    # The module, not the `main` command that the uvicorn package exports under that name.
+    uvicorn_main: Any = importlib.import_module("uvicorn.main")
+
     for name in _SERVE_FLAGS:
         os.environ[f"XENTROPY_{name.upper()}"] = str(getattr(settings, name))
     get_settings.cache_clear()
@@ -83,23 +87,47 @@ def serve(settings: Settings) -> int:
     # uvicorn re-raises SIGTERM once it has shut down gracefully (which would end the
     # process "killed by SIGTERM"); a stop that was asked for and done is exit status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    options: dict[str, Any] = dict(
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        log_config=logging_config(settings.log_level, settings.access_log),
+        access_log=False,  # ours is the JSON one (app.api.middleware)
+        server_header=False,
+        timeout_graceful_shutdown=settings.graceful_timeout,
+        lifespan="on",
+    )
+    supervisor = uvicorn_main.Multiprocess
+    uvicorn_main.Multiprocess = _closing_supervisor(supervisor)
     try:
-        uvicorn.run(
-            "app.main:app",
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            log_config=logging_config(settings.log_level, settings.access_log),
-            access_log=False,  # ours is the JSON one (app.api.middleware)
-            server_header=False,
-            timeout_graceful_shutdown=settings.graceful_timeout,
-            lifespan="on",
-        )
+        uvicorn.run("app.main:app", **options)
     finally:
+        uvicorn_main.Multiprocess = supervisor
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
     return 0
+
+
+def _closing_supervisor(base: Any) -> Any:
+    """uvicorn's multi-worker supervisor, changed in one thing: at shutdown it closes its
+    own copy of the listening socket before it stops the workers (uvicorn.run() looks the
+    class up in uvicorn.main, where serve() puts this one for the time of the run).
+
+    FIX: the supervisor kept the socket open until every worker had exited. Once the
+    workers stopped accepting (after the drain delay), the kernel still completed new
+    connections into that socket's backlog, where nobody would serve them: clients waited
+    for the last in-flight request to finish (up to the graceful timeout) and were then
+    reset, a POST sent and no answer. Now the socket closes with the workers' last copy,
+    and new connections are refused at once."""
+
+    class ClosingSupervisor(base):
+        def terminate_all(self) -> None:
+            for sock in self.sockets:
+                sock.close()
+            super().terminate_all()
+
+    return ClosingSupervisor
 
 
 def healthcheck(settings: Settings, url: str | None, timeout: float) -> int:

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     max_elements: int = Field(
         20_000_000, ge=1, description="Most array elements one request may carry (413 beyond)."
     )
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request may take to send its whole body (408 beyond): a slow "
+        "or stalled client does not hold its request open forever.",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated API keys; when any key is configured, /v1 needs one.",

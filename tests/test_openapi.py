@@ -140,13 +140,13 @@ def test_encoded_array_examples_decode_to_their_shape():
             assert len(example["shape"]) <= schema["properties"]["shape"]["maxItems"]
 
 
-ERROR_MODELS = {"401": "ErrorBody", "413": "ErrorBody", "415": "ErrorBody",
-                "422": "ValidationErrorBody"}
+ERROR_MODELS = {"401": "ErrorBody", "408": "ErrorBody", "413": "ErrorBody",
+                "415": "ErrorBody", "422": "ValidationErrorBody"}
 
 
 def test_error_responses_are_documented_with_their_body():
     for path, method, op in _operations():
-        required = {"413", "415", "422"} if method == "post" else set()
+        required = {"408", "413", "415", "422"} if method == "post" else set()
         if op.get("security"):
             required.add("401")
         assert required <= set(op["responses"]), (path, method)

@@ -164,3 +164,25 @@ def test_healthcheck_fails_when_nothing_listens():
 
     url = f"http://127.0.0.1:{free_port()}/healthz"
     assert cli.main(["healthcheck", "--url", url, "--timeout", "1"]) == 1
+
+
+def test_serve_runs_uvicorn_with_the_socket_closing_supervisor(monkeypatch):
+    """With workers, uvicorn.run() finds the supervisor that closes its listening socket at
+    shutdown (tests/e2e/test_faults.py shows why), and uvicorn is left as it was after."""
+    import importlib
+
+    import uvicorn
+
+    uvicorn_main = importlib.import_module("uvicorn.main")
+    original = uvicorn_main.Multiprocess
+    seen: list[type] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.append(uvicorn_main.Multiprocess))
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert cli.main(["serve", "--workers", "2"]) == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    (supervisor,) = seen
+    assert issubclass(supervisor, original) and supervisor is not original
+    assert uvicorn_main.Multiprocess is original

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
+import anyio
 import msgspec
 from fastapi import Depends, Request
 from pydantic import BaseModel
@@ -18,8 +19,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def read_json_body(request: Request, settings: SettingsDep) -> bytes | bytearray:
-    """The raw body of a JSON request, refused early when it is not JSON (415) or larger
-    than ``max_body_bytes`` (413, after reading at most the limit)."""
+    """The raw body of a JSON request, refused early when it is not JSON (415), larger
+    than ``max_body_bytes`` (413, after reading at most the limit) or not received in full
+    within ``body_timeout`` seconds (408: a slow or stalled client)."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json":
@@ -30,10 +32,17 @@ async def read_json_body(request: Request, settings: SettingsDep) -> bytes | byt
     if declared.isdigit() and int(declared) > limit:
         raise BodyError(413, f"the body has {declared} bytes; the limit is {limit}")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyError(413, f"the body is larger than the limit of {limit} bytes")
+    timeout = settings.body_timeout
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyError(413, f"the body is larger than the limit of {limit} bytes")
+    except TimeoutError:
+        raise BodyError(
+            408, f"the body was not received within {timeout:g} s ({len(body)} bytes arrived)"
+        ) from None
     return body
 
 

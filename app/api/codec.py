@@ -453,7 +453,9 @@ def split_body(body: bytes | bytearray) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise InputError("", "JSON nested too deeply", kind="json_invalid") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # FIX: msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside
+        # an object key; it escaped as a 500. The fallback below reports the byte offset.
         pass
     try:
         text = body.decode("utf-8")

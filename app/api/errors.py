@@ -21,7 +21,8 @@ logger = logging.getLogger("xentropy")
 
 
 class BodyError(Exception):
-    """A body refused before parsing: 413 (too large) or 415 (not JSON)."""
+    """A body refused before parsing: 408 (not received in time), 413 (too large) or 415
+    (not JSON)."""
 
     def __init__(self, status_code: int, detail: str) -> None:
         super().__init__(detail)
@@ -37,11 +38,17 @@ def input_error_item(exc: InputError) -> dict[str, Any]:
     return {"loc": loc, "msg": exc.message, "type": exc.kind}
 
 
+def _short(part: Any) -> Any:
+    """A ``loc`` part as sent back: field names cut to 64 characters (never echo a huge key)."""
+    return part if not isinstance(part, str) or len(part) <= 64 else part[:61] + "..."
+
+
 def pydantic_error_items(errors: list[Any], prefix: tuple[Any, ...] = ("body",)) -> list[Any]:
     """Pydantic errors without ``input``/``ctx``/``url`` (may hold NaN or huge arrays)."""
     items = []
     for err in errors:
-        loc = list(err.get("loc", ()))
+        # FIX: an unknown key of 10 MB was echoed twice (loc and msg): a 20 MB answer.
+        loc = [_short(part) for part in err.get("loc", ())]
         if prefix and (not loc or loc[0] != prefix[0]):
             loc = [*prefix, *loc]
         msg = err.get("msg", "invalid value")
@@ -72,7 +79,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BodyError)
     async def _body_error(request: Request, exc: BodyError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+        # A client too slow to send its body is not offered the connection for another
+        # request: "Connection: close" makes the server close it after this answer.
+        headers = {"connection": "close"} if exc.status_code == 408 else None
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": exc.detail}, headers=headers
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -19,6 +19,7 @@ Conventions (the HTTP contract, "POST /v1/divergences"):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,7 +129,11 @@ def divergences(
         a row is so large that a probability with ``p > 0`` underflows to 0 (the
         cross-entropy would be infinite: "overflows float64").
     """
-    p_arr = as_float_array(p, "p", ndim=2)
+    # C order whatever the layout sent: row sums then add the same terms in the same
+    # order, so that results are bit-identical for C, Fortran and strided input (FIX:
+    # they differed in the last ulp beyond 8 classes, numpy summing pairwise along the
+    # contiguous axis only).
+    p_arr = np.ascontiguousarray(as_float_array(p, "p", ndim=2))
     check_distributions(p_arr, "p")
     if (q is None) == (q_logits is None):
         got = "both" if q is not None else "neither"
@@ -138,11 +143,11 @@ def divergences(
             kind="missing" if q is None else "conflict",
         )
     if q is not None:
-        q_arr = as_float_array(q, "q", ndim=2)
+        q_arr = np.ascontiguousarray(as_float_array(q, "q", ndim=2))
         check_same_shape(q_arr, "q", p_arr.shape, "p")
         check_distributions(q_arr, "q")
     else:
-        z = as_float_array(q_logits, "q_logits", ndim=2)
+        z = np.ascontiguousarray(as_float_array(q_logits, "q_logits", ndim=2))
         check_same_shape(z, "q_logits", p_arr.shape, "p")
     eps = check_scalar(epsilon, "epsilon", low=0.0, high=0.5, low_open=True, high_open=True)
     check_choice(reduction, "reduction", REDUCTIONS)
@@ -155,10 +160,19 @@ def divergences(
     if q is not None:
         # q <= 1 is validated, so clipping to [ε, 1] only lifts the small entries.
         q_clipped = np.maximum(q_arr, eps)
-        # log(p/q̃) as one correctly rounded ratio (p/q̃ <= 1/ε cannot overflow): exact 0 for
-        # p == q, and no cancellation between two large logs as in log p − log q̃.
-        ratio = np.divide(p_arr, q_clipped, out=np.ones_like(p_arr), where=p_pos)
-        kl = (p_arr * np.log(ratio)).sum(axis=1)
+        # log(p/q̃) as one correctly rounded ratio: exact 0 for p == q, and no cancellation
+        # between two large logs as in log p − log q̃. p/q̃ <= 1/ε, which overflows only for
+        # a subnormal ε (below 1/DBL_MAX ≈ 5.6e-309).
+        with np.errstate(over="ignore"):
+            ratio = np.divide(p_arr, q_clipped, out=np.ones_like(p_arr), where=p_pos)
+        log_ratio = np.log(ratio)
+        huge = np.isinf(ratio)
+        if huge.any():
+            # FIX: there the ratio overflowed to inf and KL, H(p, q) came out infinite (sent
+            # as null); the difference of the two logs is finite (at most −log ε <= 745).
+            log_ratio[huge] = np.log(p_arr[huge]) - np.log(q_clipped[huge])
+        with np.errstate(over="ignore"):  # beyond float64: a 422, checked below
+            kl = (p_arr * log_ratio).sum(axis=1)
         q_prob = q_arr
     else:
         # A row range beyond the float64 range makes (z − max) overflow to −inf: log q = −inf
@@ -178,7 +192,8 @@ def divergences(
             )
         log_p = np.log(np.where(p_pos, p_arr, 1.0))
         # Where p = 0 both logs are replaced by 0, so the term is 0 even if log q = −inf.
-        kl = (p_arr * (log_p - np.where(p_pos, log_q, 0.0))).sum(axis=1)
+        with np.errstate(over="ignore"):  # beyond float64: a 422, checked below
+            kl = (p_arr * (log_p - np.where(p_pos, log_q, 0.0))).sum(axis=1)
         q_prob = np.exp(log_q)
     # Mathematically KL >= −log Σ_{p>0} q̃ (Gibbs), which is 0 for exact distributions. A
     # negative value can only come from rounding or from the admitted slack of the inputs
@@ -187,16 +202,29 @@ def divergences(
     # is then defined as H + KL, so the identity H(p, q) = H(p) + KL(p‖q) is kept; it differs
     # from −Σ p log q̃ by at most that clamped amount (<= 1e-6 + C·ε).
     kl = np.maximum(kl, 0.0)
-    cross_entropy = entropy + kl
+    with np.errstate(over="ignore"):
+        cross_entropy = entropy + kl
     js = _js_rows(p_arr, q_prob, p_pos)
 
     per_unit = LN2 if units == "bits" else 1.0
-    rows = DivergenceRows(
-        entropy=entropy / per_unit,
-        cross_entropy=cross_entropy / per_unit,
-        kl_divergence=kl / per_unit,
-        js_divergence=js / per_unit,
-    )
+    with np.errstate(over="ignore"):
+        rows = DivergenceRows(
+            entropy=entropy / per_unit,
+            cross_entropy=cross_entropy / per_unit,
+            kl_divergence=kl / per_unit,
+            js_divergence=js / per_unit,
+        )
+    # FIX: a KL near the float64 maximum in nats (q_logits 1.8e308 apart) is beyond it in
+    # bits (÷ ln 2): it used to be sent as null. Like every other overflow, a 422.
+    for values in (rows.cross_entropy, rows.kl_divergence):
+        if not np.isfinite(values).all():
+            row = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise InputError(
+                "q" if q is not None else "q_logits",
+                f"the divergence of row {row} overflows float64 in {units}",
+                position=(row,),
+                kind="overflow",
+            )
 
     gradient = None
     if return_gradient:
@@ -205,18 +233,30 @@ def divergences(
             # d/dq of −p log clip(q, ε, 1): −p/q where q >= ε, 0 where the clip is active.
             # q >= ε > 0 on the mask, so −p/q is bounded by 1/ε.
             live = p_pos & (q_arr >= eps)
-            gradient = np.divide(-p_arr, q_arr, out=np.zeros_like(p_arr), where=live)
+            with np.errstate(over="ignore"):
+                gradient = np.divide(-p_arr, q_arr, out=np.zeros_like(p_arr), where=live)
         else:
             # d/dz of −Σ p log_softmax(z) = softmax(z) Σp − p.
             gradient = q_prob * p_arr.sum(axis=1, keepdims=True) - p_arr
         gradient *= grad_scale
+        # FIX: −p/q overflows for a subnormal ε (a q in [ε, 1/DBL_MAX)); it used to be sent
+        # as null. Like the losses, such a gradient is a 422 "overflow" at its position.
+        if not np.isfinite(gradient).all():
+            pos = first_index(~np.isfinite(gradient))
+            raise InputError(
+                "q_logits" if q is None else "q",
+                "the gradient overflows float64 at this position: q is below 1/DBL_MAX "
+                "(raise epsilon to at least 1e-308 to clip it)",
+                position=pos,
+                kind="overflow",
+            )
 
     if reduction == "none":
         reduced: list[float | None] = [None, None, None, None]
     else:
-        reducer = np.mean if reduction == "mean" else np.sum
+        field = "q" if q is not None else "q_logits"
         reduced = [
-            float(reducer(v))
+            _reduce(v, reduction, field)
             for v in (rows.entropy, rows.cross_entropy, rows.kl_divergence, rows.js_divergence)
         ]
     return DivergenceResult(
@@ -231,6 +271,26 @@ def divergences(
         units=units,
         reduction=reduction,
     )
+
+
+def _reduce(values: np.ndarray, reduction: str, field: str) -> float:
+    """Mean or sum of finite per-row values, refused when it is beyond float64.
+
+    FIX: rows of 1e308 each (q_logits a float64 range apart) made the sum, and so the mean,
+    overflow to inf, sent as null. The mean is then taken of the rows divided by N first
+    (every term finite); a sum that overflows is a 422 "overflow"."""
+    with np.errstate(over="ignore"):
+        total = float(values.sum())
+        if reduction == "mean":
+            mean = total / values.size
+            if math.isinf(total):
+                mean = float((values / values.size).sum())
+            total = mean
+    if not math.isfinite(total):
+        raise InputError(
+            field, f"the {reduction} over the rows overflows float64", kind="overflow"
+        )
+    return total
 
 
 def _entropy_rows(p: np.ndarray, p_pos: np.ndarray) -> np.ndarray:
