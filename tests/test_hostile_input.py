@@ -61,9 +61,9 @@ def test_extreme_but_valid_magnitudes_give_finite_answers(client, path, body):
         assert min(answer["kl_divergence"], answer["cross_entropy"]) >= 0
 
 
-# Open finding (losses.py, fix proposed in the report): with epsilon < 2^-54, 1 − epsilon
-# rounds to 1 and a probability of exactly 1 is not clipped; the loss is NaN inside and the
-# answer a spurious 422 "overflow" for an ordinary request.
+# Regression: with epsilon < 2^-54, 1 − epsilon rounds to 1 and a probability of exactly 1
+# used to escape clipping; the loss was NaN inside and the answer a spurious 422
+# "overflow" for an ordinary request.
 TINY_EPSILON = [
     (BIN, {"probabilities": [1.0, 0.5], "targets": [1, 1], "epsilon": 1e-17}),
     (BIN, {"probabilities": [1.0], "targets": [0], "epsilon": 1e-300}),
@@ -72,7 +72,6 @@ TINY_EPSILON = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="finding: epsilon < 2^-54 does not clip p = 1")
 @pytest.mark.parametrize(("path", "body"), TINY_EPSILON,
                          ids=["binary-p1-t1", "binary-p1-t0", "categorical-focal-p1"])
 def test_tiny_epsilon_with_a_probability_of_one_is_answered(client, path, body):
@@ -84,10 +83,7 @@ def test_tiny_epsilon_with_a_probability_of_one_is_answered(client, path, body):
 
 # The contract a strict service keeps: a key sent twice is ambiguous (RFC 8259 leaves the
 # meaning to the receiver; parsers disagree on which value wins), so it is refused, naming
-# the key. Today the body splitter (msgspec, app/api/codec.py) silently keeps the last
-# value; the fix is proposed in the reliability report, not applied (codec.py belongs to
-# the performance work). strict=True: these turn into failures the day the fix lands, so
-# that the xfail marks are removed then.
+# the key (msgspec alone would keep the last value silently).
 DUPLICATES = [
     (CAT, b'{"logits": [[1, 2]], "labels": [0], "labels": [5]}', "labels"),
     (CAT, b'{"logits": [[1, 2]], "labels": [0], "reduction": "sum", "reduction": "none"}',
@@ -98,7 +94,6 @@ DUPLICATES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="finding: duplicate keys are silently last-wins")
 @pytest.mark.parametrize(("path", "body", "key"), DUPLICATES,
                          ids=[f"{SHORT[p]}-{k}" for p, _, k in DUPLICATES])
 def test_duplicate_keys_are_refused_naming_the_key(client, path, body, key):
@@ -106,11 +101,11 @@ def test_duplicate_keys_are_refused_naming_the_key(client, path, body, key):
     check_refusal(r.status_code, r.content, Case(path, body, 422, ["body", key]))
 
 
-def test_duplicate_keys_today_last_value_wins(client):
-    """What the service does until the fix: the last value, never a 5xx."""
-    r = client.post(CAT, content=DUPLICATES[0][1], headers={"content-type": "application/json"})
-    check_refusal(r.status_code, r.content,
-                  Case(CAT, b"", 422, ["body", "labels", 0], "out_of_range"))
+def test_duplicate_keys_in_the_fallback_parser_are_refused_too(client):
+    """A NaN token sends the body through the standard library's parser."""
+    body = b'{"logits": [[1, NaN]], "labels": [0], "labels": [1]}'
+    r = client.post(CAT, content=body, headers={"content-type": "application/json"})
+    check_refusal(r.status_code, r.content, Case(CAT, body, 422, ["body", "labels"]))
 
 
 # ------------------------------------------------------------------- streamed huge bodies

@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from app.api.codec import decode_scalar, split_body
 from app.api.errors import BodyError
-from app.api.schemas.common import ArrayField
+from app.api.schemas.common import MAX_UNKNOWN_FIELDS, ArrayField, check_few_unknown_fields
+from app.core._checks import InputError
 from app.settings import Settings, get_settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,6 +46,9 @@ async def read_json_body(request: Request, settings: SettingsDep) -> bytes | byt
         ) from None
     return body
 
+
+_MAX_FIELDS = 20 + MAX_UNKNOWN_FIELDS
+_MAX_STRINGS = 4096
 
 JsonBody = Annotated[bytes | bytearray, Depends(read_json_body)]
 
@@ -84,7 +88,20 @@ def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -
       InputError, pydantic.ValidationError: mapped to 422 by app.api.errors.
       BodyError: 413 when the arrays hold more than ``max_elements`` numbers.
     """
+    # Cheap refusals before any parsing, so that a body built to be expensive (64 MiB of
+    # "0," or of tiny keys) costs one scan, not gigabytes: a JSON array of N numbers has
+    # N - 1 commas, and a valid body has a few dozen strings.
+    if body.count(b",") > settings.max_elements + 8 * _MAX_FIELDS:
+        raise BodyError(
+            413, f"the arrays hold more than {settings.max_elements} elements (the limit)"
+        )
+    if body.count(b'"') > 2 * _MAX_STRINGS:
+        raise InputError(
+            "", f"expected the fields of this endpoint, got more than {_MAX_STRINGS} keys or "
+            "strings", kind="extra_forbidden",
+        )
     fields = split_body(body)
+    check_few_unknown_fields(model, fields)  # before any value is decoded
     arrays = _array_fields(model)
     data: dict[str, Any] = {
         key: _field_value(key, value, is_array=key in arrays) for key, value in fields.items()

@@ -446,7 +446,9 @@ def split_body(body: bytes | bytearray) -> dict[str, Any]:
     if not body.strip():
         raise InputError("", "expected a JSON object, got an empty body", kind="json_invalid")
     try:
-        return dict(_TOP_LEVEL.decode(body))
+        fields = _TOP_LEVEL.decode(body)
+        _check_unique_keys(body, fields)
+        return fields
     except msgspec.ValidationError:
         raise InputError(
             "", f"expected a JSON object, got {_json_kind(body)}", kind="json_type"
@@ -465,7 +467,7 @@ def split_body(body: bytes | bytearray) -> dict[str, Any]:
         ) from None
     try:
         # parse_constant maps NaN/Infinity to floats; the array checks then reject them.
-        obj = json.loads(text, parse_constant=float)
+        obj = json.loads(text, parse_constant=float, object_pairs_hook=_unique_pairs)
     except json.JSONDecodeError as exc:
         raise InputError(
             "", f"JSON decode error: {exc.msg} (line {exc.lineno} column {exc.colno})",
@@ -476,6 +478,52 @@ def split_body(body: bytes | bytearray) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise InputError("", f"expected a JSON object, got {_json_kind(body)}", kind="json_type")
     return obj
+
+
+#: What lies between two top-level values: "{" or ",", one key, ":".
+_ONE_KEY = re.compile(rb'[ \t\n\r]*[{,][ \t\n\r]*("(?:[^"\\]|\\.)*")[ \t\n\r]*:[ \t\n\r]*')
+
+
+def _check_unique_keys(body: bytes | bytearray, fields: dict[str, msgspec.Raw]) -> None:
+    """Refuse a key sent twice: msgspec keeps the last value silently (msgspec#648), and
+    which value counts is not defined by JSON. Each Raw value points into ``body``, so the
+    text between two consecutive values must be exactly one key; where it holds more, a
+    value was dropped and the key before it is the duplicate. Bodies with more fields than
+    any endpoint has are refused as unknown fields anyway, so they are not scanned."""
+    if len(fields) > 256:
+        return
+    base = np.frombuffer(body, np.uint8).ctypes.data
+    spans = sorted(
+        (np.frombuffer(raw, np.uint8).ctypes.data - base, len(raw)) for raw in fields.values()
+    )
+    view = memoryview(body)
+    end = 0
+    for start, length in spans:
+        if not _ONE_KEY.fullmatch(view[end:start]):
+            key = _ONE_KEY.match(view[end:start])
+            _duplicate(json.loads(key.group(1)) if key else "")
+        end = start + length
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of the fallback parser: refuse a key sent twice."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                _duplicate(key)
+            seen.add(key)
+    return out
+
+
+def _duplicate(key: str) -> None:
+    raise InputError(
+        key,
+        "the field is sent more than once; send each field once (which value would count "
+        "is not defined by JSON)",
+        kind="duplicate_key",
+    )
 
 
 def _json_kind(body: bytes | bytearray) -> str:

@@ -284,7 +284,8 @@ def _categorical(
         n_clipped = 0
         p = np.exp(log_p) if (return_gradient or focal) else None
     else:
-        inside = (x >= eps) & (x <= 1.0 - eps)
+        # 1 - x >= eps, not x <= 1 - eps: for eps < 2^-54, 1 - eps rounds to 1.
+        inside = (x >= eps) & (1.0 - x >= eps)
         n_clipped = int(x.size - np.count_nonzero(inside))
         p = np.clip(x, eps, 1.0 - eps)
         log_p = np.log(p)
@@ -525,7 +526,10 @@ def _focal_terms(
     """
     # 1 - p from the log-probability: -expm1(log p) keeps full precision when p is near 1,
     # where 1 - p would cancel. On the probability path p <= 1 - eps, so q >= eps > 0.
-    q = -np.expm1(log_p) if from_logits else 1.0 - p
+    # On the probability path p = 1 survives clipping when eps < 2^-54 (1 - eps rounds
+    # to 1); such an entry is outside the clip range, so its gradient is zeroed anyway, and
+    # q = 1 there only keeps q^(γ-1) finite.
+    q = -np.expm1(log_p) if from_logits else np.where(p < 1.0, 1.0 - p, 1.0)
     modulator = q**gamma
     losses = -np.einsum("ij,ij->i", coef * modulator, log_p)
     if not return_gradient:
@@ -705,12 +709,16 @@ def _binary(
         prob = sigmoid(x) if (return_gradient or focal) else None
         comp = sigmoid(-x) if (return_gradient or focal) else None  # 1 - σ(x), no cancellation
     else:
-        inside = (x >= eps) & (x <= 1.0 - eps)
+        inside = (x >= eps) & (1.0 - x >= eps)  # see _categorical: 1 - eps may round to 1
         n_clipped = int(x.size - np.count_nonzero(inside))
         prob = np.clip(x, eps, 1.0 - eps)
-        comp = 1.0 - prob
-        # log1p(-p) is exact for small p, where log(1 - p) would lose digits.
-        bce = -(pos_t * np.log(prob) + (1.0 - ts) * np.log1p(-prob))
+        # 1 - p: exact above 0.5 (Sterbenz) and clipped to eps there; log1p(-p) is exact
+        # for small p, where log(1 - p) would lose digits.
+        high = x > 0.5
+        comp = np.where(high, np.maximum(1.0 - x, eps), 1.0 - prob)
+        log_comp = np.log(comp)
+        log_comp[~high] = np.log1p(-prob[~high])
+        bce = -(pos_t * np.log(prob) + (1.0 - ts) * log_comp)
 
     grad = None
     if return_gradient:

@@ -188,7 +188,7 @@ def categorical_cases(draw: Any) -> tuple[str, np.ndarray, np.ndarray, dict[str,
         weighted = True  # ignored samples have loss 0 and leave the mean
     if not from_logits:
         # ε < 2^-54 (1 − ε rounds to 1) is the open finding tested below, not drawn here.
-        opts["epsilon"] = draw(st.sampled_from([2.220446049250313e-16, 1e-7, 0.49]))
+        opts["epsilon"] = draw(st.sampled_from([2.220446049250313e-16, 1e-7, 0.49, 1e-17, 1e-300]))
     name = {(True, True): "softmax_cross_entropy_with_integer_labels",
             (True, False): "softmax_cross_entropy",
             (False, True): "categorical_cross_entropy_with_integer_labels",
@@ -258,7 +258,7 @@ def binary_cases(draw: Any) -> tuple[str, np.ndarray, np.ndarray, dict[str, Any]
         opts["focal_alpha"] = draw(st.sampled_from([None, 0.0, 0.25, 1.0]))
     if not from_logits:
         # ε < 2^-54 (1 − ε rounds to 1) is the open finding tested below, not drawn here.
-        opts["epsilon"] = draw(st.sampled_from([2.220446049250313e-16, 1e-7, 0.49]))
+        opts["epsilon"] = draw(st.sampled_from([2.220446049250313e-16, 1e-7, 0.49, 1e-17, 1e-300]))
     name = "sigmoid_binary_cross_entropy" if from_logits else "binary_cross_entropy"
     return name, x, t, opts, not weighted
 
@@ -512,12 +512,12 @@ def test_calibration_with_subnormal_weights_keeps_its_precision(order):
                                                     rel=1e-15)
 
 
-# ------------------------------------------------------------------ open findings (xfail)
+# ------------------------------------------------------------------ regressions
 
-# In losses.py (the performance work's file; the fix is proposed in the report): for
-# epsilon < 2^-54, 1 − epsilon rounds to 1, so a probability of exactly 1 is not clipped.
-# Binary: log1p(−1) = −inf makes the loss NaN, refused as a spurious "overflow" 422 for an
-# ordinary input. Categorical focal loss with gamma < 1: (1 − p)^(gamma − 1) = inf.
+# For epsilon < 2^-54, 1 − epsilon rounds to 1, so a probability of exactly 1 used to
+# escape clipping. Binary: log1p(−1) = −inf made the loss NaN, refused as a spurious
+# "overflow" 422 for an ordinary input. Categorical focal loss with gamma < 1:
+# (1 − p)^(gamma − 1) = inf.
 TINY_EPSILON = [
     (L.binary_cross_entropy, np.array([1.0, 0.5]), np.array([1.0, 1.0]), {}),
     (L.binary_cross_entropy, np.array([1.0]), np.array([0.0]), {}),
@@ -526,8 +526,6 @@ TINY_EPSILON = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="finding: epsilon < 2^-54 does not clip p = 1")
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize(("fn", "x", "t", "opts"), TINY_EPSILON,
                          ids=["binary-p1-t1", "binary-p1-t0", "categorical-focal-p1"])
 def test_tiny_epsilon_clips_a_probability_of_one(fn, x, t, opts):
