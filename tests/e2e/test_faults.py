@@ -39,6 +39,7 @@ from bench.load import (
     start,
     stop,
 )
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -50,16 +51,6 @@ def kinds() -> list[Kind]:
     mix = request_mix()
     expected_answers(mix)
     return mix
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def answered_wrongly(records: list[Record]) -> list[Record]:

@@ -11,29 +11,19 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import cli
-from tests.e2e.conftest import Server, start_server, stop_server
+from bench.load import worker_pids as workers_of
+from tests.e2e.conftest import Server, start_server, stop_server, wait_for
 
 CAT = "/v1/losses/categorical"
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def metric(server: Server, name: str, **labels: str) -> float:
@@ -44,24 +34,6 @@ def metric(server: Server, name: str, **labels: str) -> float:
         for s in family.samples
         if s.name == name and labels.items() <= s.labels.items()
     )
-
-
-def workers_of(parent: int) -> set[int]:
-    """uvicorn's worker processes: spawned children of ``parent`` (not the resource
-    tracker multiprocessing also starts)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"spawn_main" in cmdline:
-            found.add(int(entry.name))
-    return found
 
 
 def slow_body(rows: int, seconds: float) -> Iterator[bytes]:
