@@ -207,7 +207,7 @@ def _generic_cases(path: str) -> list[tuple[str, Case]]:
                                      says="UTF-8")),
         ("invalid-utf8-in-value", Case(
             path, raw(_with(path, units="nats"))[:-1].replace(b'"nats"', b'"\xc3\x28"') + b"}",
-            422, None, None)),
+            422, ["body", "units"], "json_invalid", says="UTF-8")),
         ("nan-literal", Case(path, poke("NaN"), 422, ["body", main, *at], "not_finite")),
         ("infinity-literal", Case(path, poke("-Infinity"), 422, ["body", main, *at],
                                   "not_finite")),

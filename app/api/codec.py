@@ -536,8 +536,16 @@ def decode_scalar(field: str, raw: msgspec.Raw) -> Any:
     try:
         return msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        text = bytes(raw)
         try:
-            return json.loads(bytes(raw), parse_constant=float)
+            text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                field, f"expected UTF-8 text, got an invalid byte at offset {exc.start}",
+                kind="json_invalid",
+            ) from None
+        try:
+            return json.loads(text, parse_constant=float)
         except (ValueError, RecursionError):
             raise InputError(field, "expected valid JSON", kind="json_invalid") from None
 

@@ -270,6 +270,8 @@ def test_json_with_charset_is_accepted(client):
 def test_invalid_utf8_is_422(client):
     r = post_raw(client, CAT, b'{"logits": [[1, 2]], "labels": [0], "units": "\xff"}')
     assert r.status_code == 422
+    detail = r.json()["detail"][0]
+    assert detail["loc"] == ["body", "units"] and "UTF-8" in detail["msg"]
 
 
 def test_deep_nesting_is_422(client):
