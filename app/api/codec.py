@@ -17,7 +17,6 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -568,7 +567,3 @@ def encode_array(arr: np.ndarray, encoding: str) -> Any:
 def dumps(content: Any) -> bytes:
     """Serialise a response body; ndarrays are written natively by orjson."""
     return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def count_elements(arrays: Iterable[np.ndarray | None]) -> int:
-    return sum(a.size for a in arrays if a is not None)

@@ -56,33 +56,3 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     (``1 / (1 + exp(-x))`` would overflow in ``exp(-x)`` there).
     """
     return np.exp(-softplus(-x))
-
-
-def log1mexp(log_p: np.ndarray) -> np.ndarray:
-    """``log(1 - exp(log_p))`` for ``log_p <= 0``, elementwise.
-
-    Maechler's split: ``log(-expm1(a))`` is accurate for ``a`` near 0 (p near 1), and
-    ``log1p(-exp(a))`` for very negative ``a``; the switch point ``-ln 2`` is where both
-    are good. ``log_p == 0`` gives ``-inf`` (a certain event has no complement).
-    """
-    out = np.empty_like(log_p)
-    near_zero = log_p > -LN2
-    with np.errstate(divide="ignore"):
-        out[near_zero] = np.log(-np.expm1(log_p[near_zero]))
-    out[~near_zero] = np.log1p(-np.exp(log_p[~near_zero]))
-    return out
-
-
-def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``x * log(y)`` elementwise with the convention ``0 * log(y) = 0`` for any ``y >= 0``.
-
-    Used wherever a zero target or zero probability must contribute nothing
-    (entropy of a distribution with zeros), instead of ``0 * -inf = nan``.
-    """
-    out = np.zeros(np.broadcast_shapes(x.shape, y.shape))
-    nonzero = np.broadcast_to(x != 0, out.shape)
-    xb = np.broadcast_to(x, out.shape)
-    yb = np.broadcast_to(y, out.shape)
-    with np.errstate(divide="ignore"):
-        out[nonzero] = xb[nonzero] * np.log(yb[nonzero])
-    return out

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
-
 from fastapi import APIRouter, Response
 
 from app.api.body import JsonBody, SettingsDep, parse_request
@@ -32,15 +29,6 @@ def _report(req: CalibrationRequest) -> CalibrationResult:
     )
 
 
-def _content(result: CalibrationResult) -> dict[str, Any]:
-    content = asdict(result)
-    if result.per_class is not None:
-        content["per_class"] = [
-            {"class": c.pop("class_index"), **c} for c in content["per_class"]
-        ]
-    return content
-
-
 @router.post(
     "",
     name="report",
@@ -52,7 +40,7 @@ def report(body: JsonBody, settings: SettingsDep) -> Response:
     """Accuracy, mean confidence, NLL, Brier, ECE/MCE/RMSCE/ACE, every reliability bin,
     per-class statistics and, with logits, temperature scaling."""
     req = parse_request(CalibrationRequest, body, settings)
-    return json_response(_content(_report(req)))
+    return json_response(_report(req).to_dict())
 
 
 @router.post(
