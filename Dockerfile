@@ -19,10 +19,11 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 # The dependencies first, from the metadata alone (an empty stand-in package), so that
 # this layer stays cached until pyproject.toml changes.
-RUN mkdir app && touch app/__init__.py \
+RUN mkdir app xentropy && touch app/__init__.py xentropy/__init__.py \
     && python -m pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/deps . \
     && /opt/venv/bin/python -m pip install --no-cache-dir /tmp/deps/*.whl \
-    && rm -rf app build ./*.egg-info /tmp/deps
+    && rm -rf app xentropy build ./*.egg-info /tmp/deps
+COPY xentropy ./xentropy
 COPY app ./app
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && /opt/venv/bin/python -m pip install --no-cache-dir --no-deps --force-reinstall \

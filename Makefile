@@ -30,10 +30,10 @@ system-deps:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff check xentropy app tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy app
+	$(BIN)/mypy xentropy app
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest

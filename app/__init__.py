@@ -1,8 +1,5 @@
-"""xentropy: a REST scoring service for cross-entropy."""
+"""The xentropy HTTP service: FastAPI on top of the ``xentropy`` library."""
 
-from importlib.metadata import PackageNotFoundError, version
+from xentropy import __version__
 
-try:
-    __version__ = version("xentropy")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+__all__ = ["__version__"]

@@ -15,8 +15,8 @@ import httpx
 import numpy as np
 import orjson
 
-from app.core.losses import softmax_cross_entropy_with_integer_labels
 from bench._util import best_of, peak_rss_bytes, row, rss_bytes, uvicorn_server
+from xentropy.losses import softmax_cross_entropy_with_integer_labels
 
 OURS, NAIVE = "app.main:app", "bench.naive_app:app"
 JSON = {"content-type": "application/json"}

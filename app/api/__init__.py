@@ -1,1 +1,1 @@
-"""The HTTP layer: schemas, array codec, routes and error mapping on top of app.core."""
+"""The HTTP layer: schemas, array codec, routes and error mapping on top of xentropy."""

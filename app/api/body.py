@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from app.api.codec import decode_scalar, split_body
 from app.api.errors import BodyError
 from app.api.schemas.common import MAX_UNKNOWN_FIELDS, ArrayField, check_few_unknown_fields
-from app.core._checks import InputError
 from app.settings import Settings, get_settings
+from xentropy._validation import InputError
 
 M = TypeVar("M", bound=BaseModel)
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 import simdjson
 
-from app.core._checks import InputError, check_finite
+from xentropy._validation import InputError, check_finite
 
 DTYPES: dict[str, np.dtype[Any]] = {
     "float32": np.dtype("<f4"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
-from app.core.calibration import CalibrationResult
+from xentropy.calibration import CalibrationResult
 
 WIDTH, HEIGHT = 560, 640
 LEFT, RIGHT = 78, 30
@@ -30,7 +30,7 @@ def _fmt(v: float) -> str:
 
 
 def reliability_diagram(result: CalibrationResult) -> str:
-    """Render ``result`` (from app.core.calibration.calibration_report) as an SVG document."""
+    """Render ``result`` (from xentropy.calibration.calibration_report) as an SVG document."""
     binary = result.per_class is None
     x_label = "Predicted probability of class 1" if binary else "Confidence (top-label probability)"
     y_label = "Observed frequency of class 1" if binary else "Accuracy"

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from app.core._checks import InputError
+from xentropy._validation import InputError
 
 logger = logging.getLogger("xentropy")
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Response
 
 from app.api.codec import dumps, encode_array
-from app.core.reductions import LossResult
+from xentropy.reductions import LossResult
 
 
 class JSONBytes(Response):

@@ -9,7 +9,7 @@ import pytest
 import simdjson
 
 from app.api import codec
-from app.core._checks import InputError
+from xentropy._validation import InputError
 
 MATRIX = codec.ArraySpec("float", (2,))
 EITHER = codec.ArraySpec("float", (1, 2))

@@ -10,7 +10,7 @@ from app.api.openapi import json_request_body
 from app.api.responses import json_response
 from app.api.schemas.calibration import CalibrationRequest, CalibrationResponse
 from app.api.schemas.common import ERROR_RESPONSES
-from app.core.calibration import CalibrationResult, calibration_report
+from xentropy.calibration import CalibrationResult, calibration_report
 
 router = APIRouter(prefix="/v1/calibration", tags=["calibration"], responses=ERROR_RESPONSES)
 

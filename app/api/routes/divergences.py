@@ -12,7 +12,7 @@ from app.api.openapi import json_request_body
 from app.api.responses import json_response
 from app.api.schemas.common import ERROR_RESPONSES
 from app.api.schemas.divergences import DivergenceRequest, DivergenceResponse
-from app.core.divergences import divergences
+from xentropy._divergences import divergences
 
 router = APIRouter(prefix="/v1", tags=["divergences"], responses=ERROR_RESPONSES)
 

@@ -18,8 +18,8 @@ from app.api.schemas.losses import (
     CategoricalLossRequest,
     CategoricalLossResponse,
 )
-from app.core import losses
-from app.core.reductions import LossResult
+from xentropy import losses
+from xentropy.reductions import LossResult
 
 # (from logits, with integer labels) -> core function
 _CATEGORICAL: dict[tuple[bool, bool], Callable[..., LossResult]] = {

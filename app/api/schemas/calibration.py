@@ -17,8 +17,8 @@ from app.api.schemas.common import (
     WholeFloats,
     option,
 )
-from app.core._numerics import FLOAT64_EPS
-from app.core.calibration import MAX_BINS
+from xentropy._numerics import FLOAT64_EPS
+from xentropy.calibration import MAX_BINS
 
 CALIBRATION_EXAMPLE: dict[str, Any] = {
     "n_samples": 4,

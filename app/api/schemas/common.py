@@ -22,7 +22,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from app.api.codec import DTYPES, ArraySpec, decode_array
-from app.core._checks import InputError
+from xentropy._validation import InputError
 
 
 class Reduction(StrEnum):

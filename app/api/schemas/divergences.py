@@ -15,7 +15,7 @@ from app.api.schemas.common import (
     Units,
     option,
 )
-from app.core._numerics import FLOAT64_EPS
+from xentropy._numerics import FLOAT64_EPS
 
 
 class DivergenceRequest(RequestModel):

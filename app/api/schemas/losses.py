@@ -27,7 +27,7 @@ from app.api.schemas.common import (
     WholeFloats,
     option,
 )
-from app.core._numerics import FLOAT64_EPS
+from xentropy._numerics import FLOAT64_EPS
 
 _EPSILON_DOC = (
     "With `probabilities`: clip to [epsilon, 1 - epsilon] before the log; in (0, 0.5). "

@@ -30,10 +30,10 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from app.core import losses as L
-from app.core._checks import InputError
-from app.core.calibration import calibration_report
-from app.core.divergences import divergences
+from xentropy import losses as L
+from xentropy._divergences import divergences
+from xentropy._validation import InputError
+from xentropy.calibration import calibration_report
 
 # 100 examples each keep the file at a few seconds; XENTROPY_FUZZ_EXAMPLES=5000 for a campaign.
 FUZZ = settings(max_examples=int(os.environ.get("XENTROPY_FUZZ_EXAMPLES", "100")),

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from app.core._checks import (
+from xentropy._numerics import FLOAT64_EPS, LN2, log_softmax
+from xentropy._validation import (
     InputError,
     as_float_array,
     check_choice,
@@ -34,7 +35,6 @@ from app.core._checks import (
     check_scalar,
     first_index,
 )
-from app.core._numerics import FLOAT64_EPS, LN2, log_softmax
 
 __all__ = ["DivergenceResult", "DivergenceRows", "divergences"]
 

@@ -1,4 +1,4 @@
-"""Tests of app.core.divergences against scipy oracles, identities and finite differences."""
+"""Tests of xentropy._divergences against scipy oracles, identities and finite differences."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from scipy.special import log_softmax as scipy_log_softmax
 from scipy.special import rel_entr, softmax
 from scipy.stats import entropy as scipy_entropy
 
-from app.core._checks import InputError
-from app.core._numerics import FLOAT64_EPS
-from app.core.divergences import DivergenceResult, divergences
+from xentropy._divergences import DivergenceResult, divergences
+from xentropy._numerics import FLOAT64_EPS
+from xentropy._validation import InputError
 
 LN2 = math.log(2.0)
 FIELDS = ("entropy", "cross_entropy", "kl_divergence", "js_divergence")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.core import losses as L
+from xentropy import losses as L
 
 VECTORS = Path(__file__).resolve().parents[1] / "reference" / "pytorch-vectors.json"
 CASES = json.loads(VECTORS.read_text())["cases"]

@@ -1,4 +1,4 @@
-"""Tests of app.core.calibration against scikit-learn, scipy, a naive reference and hand values."""
+"""Tests of xentropy.calibration against scikit-learn, scipy, a naive reference and hand values."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from scipy.special import log_softmax as scipy_log_softmax
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, recall_score
 
-from app.core._checks import InputError
-from app.core.calibration import (
+from xentropy._validation import InputError
+from xentropy.calibration import (
     MAX_BINS,
     TEMPERATURE_MAX,
     TEMPERATURE_MIN,
@@ -833,7 +833,7 @@ def test_expected_calibration_error_agrees_with_the_report() -> None:
 def test_temperature_fit_converges_in_few_newton_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     # Safeguarded Newton converges quadratically: far fewer objective evaluations than the
     # ~45 halvings plain bisection would need for the same accuracy.
-    import app.core.calibration as calibration
+    import xentropy.calibration as calibration
 
     calls = []
     original = calibration._nll_terms
@@ -855,7 +855,7 @@ def test_temperature_fit_converges_in_few_newton_steps(monkeypatch: pytest.Monke
 
 
 def test_a_fit_that_does_not_lower_the_nll_keeps_t_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.core.calibration as calibration
+    import xentropy.calibration as calibration
 
     monkeypatch.setattr(calibration, "_solve_temperature", lambda *args: (7.0, None))
     z = np.array([[3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0]], float)

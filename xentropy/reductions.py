@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.core._checks import InputError, check_choice
-from app.core._numerics import LN2
+from xentropy._numerics import LN2
+from xentropy._validation import InputError, check_choice
 
 REDUCTIONS = ("mean", "sum", "none")
 NORMALIZATIONS = ("weights", "samples")

@@ -39,7 +39,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from app.core._checks import (
+from xentropy._numerics import FLOAT64_EPS, LN2, log_softmax, logsumexp, sigmoid, softplus
+from xentropy._validation import (
     InputError,
     as_float_array,
     check_choice,
@@ -50,7 +51,6 @@ from app.core._checks import (
     check_scalar,
     check_weights,
 )
-from app.core._numerics import FLOAT64_EPS, LN2, log_softmax, logsumexp, sigmoid, softplus
 
 __all__ = [
     "MAX_BINS",

@@ -1,4 +1,4 @@
-"""The loss core (app/core/losses.py) against oracles that are not our code.
+"""The loss core (xentropy/losses.py) against oracles that are not our code.
 
 * literal values documented by Keras (rounded there, hence the 1e-3 tolerance);
 * scikit-learn's ``log_loss``;
@@ -21,8 +21,8 @@ import pytest
 from scipy.special import expit, log_expit, log_softmax, logsumexp, softmax, xlogy
 from sklearn.metrics import log_loss
 
-from app.core import losses as L
-from app.core._checks import InputError
+from xentropy import losses as L
+from xentropy._validation import InputError
 
 EPS = float(np.finfo(np.float64).eps)
 LN2 = math.log(2.0)

@@ -4,7 +4,7 @@ Naming follows optax's ``losses`` module: the link comes first (``softmax_`` /
 ``sigmoid_`` for logits, none for probabilities), then the label form
 (``_with_integer_labels`` for class indices). Data come first, options are keyword-only.
 
-Every function returns a :class:`~app.core.reductions.LossResult`. Semantics follow
+Every function returns a :class:`~xentropy.reductions.LossResult`. Semantics follow
 PyTorch where PyTorch and the contract agree (``weight``, ``ignore_index``,
 ``label_smoothing``, ``pos_weight``) and Keras for binary label smoothing and focal loss;
 what ``"mean"`` divides by is chosen with ``normalization`` (see reductions.py).
@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.core._checks import (
+from xentropy._numerics import FLOAT64_EPS, sigmoid, softplus
+from xentropy._validation import (
     InputError,
     as_float_array,
     check_distributions,
@@ -33,8 +34,7 @@ from app.core._checks import (
     check_weights,
     first_index,
 )
-from app.core._numerics import FLOAT64_EPS, sigmoid, softplus
-from app.core.reductions import (
+from xentropy.reductions import (
     LossResult,
     check_reduction_options,
     denominator,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import expit, softmax
 
-from app.core import losses as L
+from xentropy import losses as L
 
 LN2 = math.log(2.0)
 

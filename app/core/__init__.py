@@ -1,1 +1,0 @@
-"""The numerical core: pure NumPy, no web framework (a test keeps it that way)."""
