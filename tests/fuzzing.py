@@ -33,6 +33,10 @@ BEYOND_SCHEMA = frozenset(
         "not_applicable",
         "zero_denominator",
         "overflow",
+        # A convention against the other fields (an option or input form the named
+        # library lacks, or an answer it gives as NaN/inf): cross-field rules.
+        "not_in_convention",
+        "undefined_in_convention",
     }
 )
 #: Value rules: beyond the schema only for values inside encoded data, for labels (their

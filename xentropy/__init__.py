@@ -21,6 +21,8 @@ from xentropy.calibration import (
     calibration_report,
 )
 from xentropy.losses import (
+    LossDiagnostics,
+    LossResult,
     binary_cross_entropy,
     categorical_cross_entropy,
     categorical_cross_entropy_with_integer_labels,
@@ -28,7 +30,7 @@ from xentropy.losses import (
     softmax_cross_entropy,
     softmax_cross_entropy_with_integer_labels,
 )
-from xentropy.reductions import LossResult
+from xentropy.options import LossOptions
 
 try:
     __version__ = version("xentropy")
@@ -42,6 +44,8 @@ __all__ = [
     "DivergenceResult",
     "DivergenceRows",
     "InputError",
+    "LossDiagnostics",
+    "LossOptions",
     "LossResult",
     "TemperatureFit",
     "__version__",

@@ -25,21 +25,39 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from xentropy._numerics import FLOAT64_EPS, LN2, log_softmax
+from xentropy._numerics import FLOAT64_EPS, LN2, log_softmax, to_units
 from xentropy._validation import (
     InputError,
+    Param,
     as_float_array,
-    check_choice,
     check_distributions,
     check_same_shape,
-    check_scalar,
     first_index,
 )
+from xentropy.options import CATEGORICAL_PARAMS
 
-__all__ = ["DivergenceResult", "DivergenceRows", "divergences"]
+__all__ = ["DIVERGENCE_PARAMS", "DivergenceResult", "DivergenceRows", "divergences"]
 
-REDUCTIONS = ("mean", "sum", "none")
-UNITS = ("nats", "bits")
+#: The options of :func:`divergences` (``/v1/divergences``).
+DIVERGENCE_PARAMS: dict[str, Param] = {
+    "reduction": Param(
+        "choice", "mean", '`"mean"` over rows, `"sum"` or `"none"`.',
+        choices=CATEGORICAL_PARAMS["reduction"].choices,
+    ),
+    "units": Param(
+        "choice", "nats", "nats or bits, for every value.",
+        choices=CATEGORICAL_PARAMS["units"].choices,
+    ),
+    "epsilon": Param(
+        "number", FLOAT64_EPS, "q is clipped to [epsilon, 1] before the log; in (0, 0.5).",
+        low=0.0, high=0.5, low_open=True, high_open=True,
+    ),
+    "return_gradient": Param(
+        "boolean", False,
+        "Include the derivative of the reduced cross-entropy with respect to `q` (plain "
+        "partial derivative, 0 where clipped) or `q_logits`.",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -140,7 +158,7 @@ def divergences(
         raise InputError(
             "q_logits" if q is not None else "q",
             f"expected exactly one of q and q_logits, got {got}",
-            kind="missing" if q is None else "conflict",
+            kind="missing" if q is None else "exclusive",
         )
     if q is not None:
         q_arr = np.ascontiguousarray(as_float_array(q, "q", ndim=2))
@@ -149,9 +167,10 @@ def divergences(
     else:
         z = np.ascontiguousarray(as_float_array(q_logits, "q_logits", ndim=2))
         check_same_shape(z, "q_logits", p_arr.shape, "p")
-    eps = check_scalar(epsilon, "epsilon", low=0.0, high=0.5, low_open=True, high_open=True)
-    check_choice(reduction, "reduction", REDUCTIONS)
-    check_choice(units, "units", UNITS)
+    eps = DIVERGENCE_PARAMS["epsilon"].check(epsilon, "epsilon")
+    DIVERGENCE_PARAMS["reduction"].check(reduction, "reduction")
+    DIVERGENCE_PARAMS["units"].check(units, "units")
+    return_gradient = DIVERGENCE_PARAMS["return_gradient"].check(return_gradient, "return_gradient")
 
     n, c = p_arr.shape
     p_pos = p_arr > 0
@@ -206,13 +225,12 @@ def divergences(
         cross_entropy = entropy + kl
     js = _js_rows(p_arr, q_prob, p_pos)
 
-    per_unit = LN2 if units == "bits" else 1.0
     with np.errstate(over="ignore"):
         rows = DivergenceRows(
-            entropy=entropy / per_unit,
-            cross_entropy=cross_entropy / per_unit,
-            kl_divergence=kl / per_unit,
-            js_divergence=js / per_unit,
+            entropy=to_units(entropy, units),
+            cross_entropy=to_units(cross_entropy, units),
+            kl_divergence=to_units(kl, units),
+            js_divergence=to_units(js, units),
         )
     # FIX: a KL near the float64 maximum in nats (q_logits 1.8e308 apart) is beyond it in
     # bits (÷ ln 2): it used to be sent as null. Like every other overflow, a 422.
@@ -228,7 +246,6 @@ def divergences(
 
     gradient = None
     if return_gradient:
-        grad_scale = 1.0 / (per_unit * n) if reduction == "mean" else 1.0 / per_unit
         if q is not None:
             # d/dq of −p log clip(q, ε, 1): −p/q where q >= ε, 0 where the clip is active.
             # q >= ε > 0 on the mask, so −p/q is bounded by 1/ε.
@@ -238,7 +255,9 @@ def divergences(
         else:
             # d/dz of −Σ p log_softmax(z) = softmax(z) Σp − p.
             gradient = q_prob * p_arr.sum(axis=1, keepdims=True) - p_arr
-        gradient *= grad_scale
+        gradient = to_units(gradient, units)
+        if reduction == "mean":
+            gradient /= n
         # FIX: −p/q overflows for a subnormal ε (a q in [ε, 1/DBL_MAX)); it used to be sent
         # as null. Like the losses, such a gradient is a 422 "overflow" at its position.
         if not np.isfinite(gradient).all():

@@ -9,6 +9,8 @@ layer turns it into a 422 whose ``loc`` is ``["body", field, *position]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,14 @@ def first_index(mask: np.ndarray) -> tuple[int, ...]:
     """Position (a tuple of ints) of the first True element of ``mask``, in C order."""
     flat = int(np.flatnonzero(mask.ravel())[0])
     return tuple(int(i) for i in np.unravel_index(flat, mask.shape))
+
+
+def number_text(value: Any) -> str:
+    """An offending number as messages quote it: every digit that tells it apart (repr),
+    so that 1.0000001 is not shown as "1"."""
+    if isinstance(value, np.integer | int) and not isinstance(value, bool):
+        return str(int(value))
+    return repr(float(value))
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -147,7 +157,8 @@ def check_range(
         else:
             rule = f"<= {high:g}"
         raise InputError(
-            field, f"expected {what} {rule}, got {arr[pos]:g}", position=pos, kind="out_of_range"
+            field, f"expected {what} {rule}, got {number_text(arr[pos])}", position=pos,
+            kind="out_of_range",
         )
 
 
@@ -231,13 +242,22 @@ def check_scalar(
     if high is not None:
         ok = ok and (v < high if high_open else v <= high)
     if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        low_text = "-inf" if low is None else f"{low:g}"
-        high_text = "inf" if high is None else f"{high:g}"
-        interval = f"{lo}{low_text}, {high_text}{hi}"
-        raise InputError(field, f"expected a number in {interval}, got {v:g}", kind="out_of_range")
+        interval = interval_text(low, high, low_open, high_open)
+        raise InputError(
+            field, f"expected a number in {interval}, got {number_text(v)}", kind="out_of_range"
+        )
     return v
+
+
+def interval_text(
+    low: float | None, high: float | None, low_open: bool = False, high_open: bool = False
+) -> str:
+    """An interval as messages and descriptions write it, e.g. ``[0, 1)``."""
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    low_text = "-inf" if low is None else f"{low:g}"
+    high_text = "inf" if high is None else f"{high:g}"
+    return f"{lo}{low_text}, {high_text}{hi}"
 
 
 def check_choice(value: str, field: str, choices: Sequence[str]) -> str:
@@ -246,3 +266,71 @@ def check_choice(value: str, field: str, choices: Sequence[str]) -> str:
         options = ", ".join(repr(c) for c in choices)
         raise InputError(field, f"expected one of {options}, got {value!r}", kind="enum")
     return value
+
+
+@dataclass(frozen=True)
+class Param:
+    """One row of a constraint table, in the spirit of scikit-learn's ``validate_params``:
+    an option's kind, default, bounds or allowed values, and meaning.
+
+    Declared once, in the library; the HTTP schema's fields (bounds, enums, descriptions)
+    are generated from it, so the OpenAPI document and the library cannot disagree, and a
+    broken rule has one error kind wherever it is checked.
+
+    Attributes:
+      kind: ``"number"``, ``"integer"``, ``"boolean"``, ``"choice"`` or ``"array"`` (an
+        array option: ``low``/``high`` bound its elements; shapes are checked by the kernels).
+      default: the value when the option is not given (``None``: off).
+      doc: what the option means (the schema's description).
+      low, high, low_open, high_open: the interval of allowed numbers.
+      choices: the allowed strings of a ``"choice"``.
+      ranks: an array option's allowed ranks (0: one number for every class or column).
+      element: an array option's element type, ``"float"`` or ``"mask"`` (0/1 or bool).
+    """
+
+    kind: str
+    default: Any
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    ranks: tuple[int, ...] = (1,)
+    element: str = "float"
+
+    def check(self, value: Any, field: str) -> Any:
+        """``value`` if it obeys this row, else an :class:`InputError` naming ``field``."""
+        if value is None and self.default is None:
+            return None
+        if self.kind == "choice":
+            return check_choice(value, field, self.choices)
+        if self.kind == "boolean":
+            if not isinstance(value, bool | np.bool_):
+                raise InputError(field, f"expected a boolean, got {value!r}", kind="type_error")
+            return bool(value)
+        if self.kind == "integer":
+            if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+                raise InputError(field, f"expected an integer, got {value!r}", kind="type_error")
+            if (self.low is not None and value < self.low) or (
+                self.high is not None and value > self.high
+            ):
+                raise InputError(
+                    field, f"expected an integer in {self.interval()}, got {int(value)}",
+                    kind="out_of_range",
+                )
+            return int(value)
+        if self.kind == "number":
+            if isinstance(value, bool | np.bool_) or not isinstance(
+                value, float | int | np.floating | np.integer
+            ):
+                raise InputError(field, f"expected a number, got {value!r}", kind="type_error")
+            return check_scalar(
+                float(value), field, low=self.low, high=self.high, low_open=self.low_open,
+                high_open=self.high_open,
+            )
+        return value  # "array": its shape depends on the data; the kernels check it
+
+    def interval(self) -> str:
+        """The allowed interval as text, e.g. ``[0, 1)``."""
+        return interval_text(self.low, self.high, self.low_open, self.high_open)

@@ -352,7 +352,7 @@ GOOD = [[0.2, 0.8], [0.5, 0.5]]
         ({"p": GOOD, "q_logits": [[1.0, np.inf], [0.0, 0.0]]}, "q_logits", (0, 1),
          "not_finite", "finite"),
         ({"p": GOOD}, "q", (), "missing", "expected exactly one of q and q_logits, got neither"),
-        ({"p": GOOD, "q": GOOD, "q_logits": GOOD}, "q_logits", (), "conflict",
+        ({"p": GOOD, "q": GOOD, "q_logits": GOOD}, "q_logits", (), "exclusive",
          "expected exactly one of q and q_logits, got both"),
         ({"p": GOOD, "q": GOOD, "epsilon": 0.0}, "epsilon", (), "out_of_range", "(0, 0.5)"),
         ({"p": GOOD, "q": GOOD, "epsilon": 0.5}, "epsilon", (), "out_of_range", "got 0.5"),

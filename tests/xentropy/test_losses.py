@@ -1145,12 +1145,17 @@ def test_invalid_input_is_refused_with_field_position_and_reason(call, field, po
 
 
 def test_ignore_index_is_not_accepted_with_targets():
-    # The public functions for targets have no ignore_index at all, so it cannot be
-    # silently ignored; the HTTP layer must refuse it (contract: ignore_index is "with
-    # labels").
+    # ignore_index is an option of the categorical family, but it means something only
+    # with labels (contract: ignore_index is "with labels"): refused, never ignored.
     for fn in (L.softmax_cross_entropy, L.categorical_cross_entropy):
-        with pytest.raises(TypeError):
+        with pytest.raises(InputError) as err:
             fn(P, P, ignore_index=0)
+        assert (err.value.field, err.value.kind) == ("ignore_index", "not_applicable")
+
+
+def test_an_unknown_option_is_a_type_error_as_for_any_keyword():
+    with pytest.raises(TypeError, match="ignore_idx"):
+        L.softmax_cross_entropy_with_integer_labels(P, [0, 1], ignore_idx=0)
 
 
 def test_ignored_labels_may_lie_outside_the_class_range():

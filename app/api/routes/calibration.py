@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from app.api.body import JsonBody, SettingsDep, parse_request
 from app.api.diagram import reliability_diagram
 from app.api.openapi import json_request_body
-from app.api.responses import json_response
+from app.api.responses import result_response
 from app.api.schemas.calibration import CalibrationRequest, CalibrationResponse
 from app.api.schemas.common import ERROR_RESPONSES
 from xentropy.calibration import CalibrationResult, calibration_report
@@ -40,7 +40,7 @@ def report(body: JsonBody, settings: SettingsDep) -> Response:
     """Accuracy, mean confidence, NLL, Brier, ECE/MCE/RMSCE/ACE, every reliability bin,
     per-class statistics and, with logits, temperature scaling."""
     req = parse_request(CalibrationRequest, body, settings)
-    return json_response(_report(req).to_dict())
+    return result_response(_report(req), CalibrationResponse)
 
 
 @router.post(

@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
+import xentropy
 from app.api.body import JsonBody, SettingsDep, parse_request
 from app.api.openapi import json_request_body
-from app.api.responses import loss_response
+from app.api.responses import result_response
 from app.api.schemas.common import ERROR_RESPONSES
 from app.api.schemas.losses import (
     BinaryLossRequest,
@@ -18,30 +19,33 @@ from app.api.schemas.losses import (
     CategoricalLossRequest,
     CategoricalLossResponse,
 )
-from xentropy import losses
-from xentropy.reductions import LossResult
+from xentropy.options import PARAMS
 
-# (from logits, with integer labels) -> core function
-_CATEGORICAL: dict[tuple[bool, bool], Callable[..., LossResult]] = {
-    (True, True): losses.softmax_cross_entropy_with_integer_labels,
-    (True, False): losses.softmax_cross_entropy,
-    (False, True): losses.categorical_cross_entropy_with_integer_labels,
-    (False, False): losses.categorical_cross_entropy,
+# (from logits, with integer labels) -> library function
+_CATEGORICAL: dict[tuple[bool, bool], Callable[..., xentropy.LossResult]] = {
+    (True, True): xentropy.softmax_cross_entropy_with_integer_labels,
+    (True, False): xentropy.softmax_cross_entropy,
+    (False, True): xentropy.categorical_cross_entropy_with_integer_labels,
+    (False, False): xentropy.categorical_cross_entropy,
 }
-_BINARY: dict[bool, Callable[..., LossResult]] = {
-    True: losses.sigmoid_binary_cross_entropy,
-    False: losses.binary_cross_entropy,
+_BINARY: dict[bool, Callable[..., xentropy.LossResult]] = {
+    True: xentropy.sigmoid_binary_cross_entropy,
+    False: xentropy.binary_cross_entropy,
 }
-
-# Request fields passed to the core under the same name by both endpoints.
-_SHARED_OPTIONS = (
-    "class_weights", "sample_weights", "label_smoothing", "focal_gamma", "focal_alpha",
-    "reduction", "normalization", "units", "return_gradient",
-)
+_NO_LOSSES = frozenset({"losses"})
 
 
-def _options(req: BaseModel, names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: getattr(req, name) for name in names}
+def _sent_options(req: BaseModel, family: str) -> dict[str, Any]:
+    """The options the request set explicitly (the convention supplies the rest)."""
+    return {name: getattr(req, name) for name in PARAMS[family] if name in req.model_fields_set}
+
+
+def _answer(result: xentropy.LossResult, model: type[BaseModel], encoding: str) -> Response:
+    """Per-sample losses only with reduction "none" or a gradient."""
+    wanted = result.reduction == "none" or result.gradient is not None
+    return result_response(
+        result, model, encoding=encoding, omit=frozenset() if wanted else _NO_LOSSES
+    )
 
 
 router = APIRouter(prefix="/v1/losses", tags=["losses"], responses=ERROR_RESPONSES)
@@ -57,23 +61,17 @@ router = APIRouter(prefix="/v1/losses", tags=["losses"], responses=ERROR_RESPONS
 def categorical(body: JsonBody, settings: SettingsDep) -> Response:
     """Cross-entropy of logits (softmax) or probability rows against integer labels or
     target distributions, with class and sample weights, ignore_index, label smoothing,
-    focal loss, and the analytic gradient with respect to the input that was sent."""
+    focal loss, a convention (PyTorch, Keras, scikit-learn), and the analytic gradient
+    with respect to the input that was sent."""
     req = parse_request(CategoricalLossRequest, body, settings)
-    options = _options(req, _SHARED_OPTIONS)
     from_logits = req.logits is not None
     labelled = req.labels is not None
-    if labelled:
-        options["ignore_index"] = req.ignore_index
-    if not from_logits:
-        options["epsilon"] = req.epsilon
     result = _CATEGORICAL[from_logits, labelled](
         req.logits if from_logits else req.probabilities,
         req.labels if labelled else req.targets,
-        **options,
+        **_sent_options(req, "categorical"),
     )
-    return loss_response(
-        result, return_gradient=req.return_gradient, encoding=req.response_encoding
-    )
+    return _answer(result, CategoricalLossResponse, req.response_encoding)
 
 
 @router.post(
@@ -86,15 +84,13 @@ def categorical(body: JsonBody, settings: SettingsDep) -> Response:
 def binary(body: JsonBody, settings: SettingsDep) -> Response:
     """Binary cross-entropy of logits (sigmoid) or probabilities, shape N or N×C, with
     pos_weight, class and sample weights, a mask, label smoothing toward 0.5, binary focal
-    loss, and the analytic gradient with respect to the input that was sent."""
+    loss, a convention (PyTorch, Keras, scikit-learn), and the analytic gradient with
+    respect to the input that was sent."""
     req = parse_request(BinaryLossRequest, body, settings)
-    options = _options(req, (*_SHARED_OPTIONS, "pos_weight", "mask"))
     from_logits = req.logits is not None
-    if not from_logits:
-        options["epsilon"] = req.epsilon
     result = _BINARY[from_logits](
-        req.logits if from_logits else req.probabilities, req.targets, **options
+        req.logits if from_logits else req.probabilities, req.targets,
+        **_sent_options(req, "binary"),
     )
-    return loss_response(
-        result, return_gradient=req.return_gradient, encoding=req.response_encoding
-    )
+    return _answer(result, BinaryLossResponse, req.response_encoding)
+

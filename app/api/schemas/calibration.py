@@ -109,7 +109,7 @@ class CalibrationRequest(ExactlyOneInput):
     fit_temperature: StrictBool = Field(
         False, description="With `logits`: fit temperature scaling (Guo et al. 2017)."
     )
-    units: Units = option(Units.nats, "Units of `nll`: nats or bits.")
+    units: Units = option(Units("nats"), "Units of `nll`: nats or bits.")
     epsilon: float = option(
         FLOAT64_EPS, "With `probabilities`: the NLL clips them to [ε, 1 − ε].", gt=0.0, lt=0.5
     )
@@ -134,7 +134,7 @@ class ClassCalibrationOut(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    class_: int = Field(alias="class", description="Class index k.")
+    class_index: int = Field(alias="class", description="Class index k.")
     count: int = Field(description="Samples labelled k.")
     frequency: float = Field(description="count / N.")
     mean_probability: float = Field(description="Mean of p_k over all samples.")
@@ -151,7 +151,8 @@ class TemperatureOut(BaseModel):
     ece_before: float = Field(description="ECE of the logits as sent.")
     ece_after: float = Field(description="ECE after temperature scaling.")
     note: str | None = Field(
-        None, description="Set when the optimum lies at a bound of the search interval."
+        description="Why T is not an interior optimum (a bound of the search interval, or "
+        "constant logits); null otherwise."
     )
 
 
@@ -179,7 +180,7 @@ class CalibrationResponse(BaseModel):
         description="Per class (multi-class input); null for binary input."
     )
     temperature: TemperatureOut | None = Field(
-        None, description="Present with `fit_temperature`."
+        description="With `fit_temperature`; null otherwise."
     )
     units: Units = Field(description="Units of `nll`, as requested.")
     binning: Binning = Field(description="The binning that was used, as requested.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Sized
 from enum import Enum, StrEnum
-from typing import Annotated, Any, ClassVar, Self, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self, TypeAlias, Union
 
 import numpy as np
 from pydantic import (
@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    StrictBool,
     create_model,
     model_validator,
 )
@@ -22,29 +23,40 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from app.api.codec import DTYPES, ArraySpec, decode_array
-from xentropy._validation import InputError
+from xentropy._validation import InputError, Param
+from xentropy.options import CATEGORICAL_PARAMS
 
 
-class Reduction(StrEnum):
-    """How per-sample values are combined (PyTorch ``reduction``)."""
-
-    mean = "mean"
-    sum = "sum"
-    none = "none"
-
-
-class Normalization(StrEnum):
-    """What ``"mean"`` divides by: the sum of effective weights, or the counted samples."""
-
-    weights = "weights"
-    samples = "samples"
+def choice_enum(name: str, doc: str, param: Param) -> type[StrEnum]:
+    """A named enum (an OpenAPI component) of the choices a table row allows."""
+    enum = StrEnum(name, {choice: choice for choice in param.choices})  # type: ignore[misc]
+    enum.__doc__ = doc
+    return enum
 
 
-class Units(StrEnum):
-    """Logarithm base of every loss, entropy and divergence: e (nats) or 2 (bits)."""
-
-    nats = "nats"
-    bits = "bits"
+if TYPE_CHECKING:  # the enums are made from the tables at import time; mypy sees StrEnum
+    Reduction: TypeAlias = StrEnum
+    Normalization: TypeAlias = StrEnum
+    Units: TypeAlias = StrEnum
+    Convention: TypeAlias = StrEnum
+else:
+    Reduction = choice_enum(
+        "Reduction", "How per-sample values are combined (PyTorch ``reduction``).",
+        CATEGORICAL_PARAMS["reduction"],
+    )
+    Normalization = choice_enum(
+        "Normalization",
+        'What ``"mean"`` divides by: the sum of effective weights, or the counted samples.',
+        CATEGORICAL_PARAMS["normalization"],
+    )
+    Units = choice_enum(
+        "Units", "Logarithm base of every loss, entropy and divergence: e (nats) or 2 (bits).",
+        CATEGORICAL_PARAMS["units"],
+    )
+    Convention = choice_enum(
+        "Convention", "The library whose usual call the loss reproduces (xentropy: our own).",
+        CATEGORICAL_PARAMS["convention"],
+    )
 
 
 class ResponseEncoding(StrEnum):
@@ -345,6 +357,56 @@ class ExactlyOneInput(RequestModel):
 
     logits: object = None
     probabilities: object = None
+
+
+#: Every enum generated from a table, by its choices (one component per set of choices).
+ENUMS: dict[tuple[str, ...], type[StrEnum]] = {
+    enum_choices: enum
+    for enum in (Reduction, Normalization, Units, Convention)
+    for enum_choices in [tuple(member.value for member in enum)]
+}
+
+
+def _json_bounds(param: Param) -> dict[str, Any]:
+    """A row's interval as JSON Schema keywords (documentation: the library validates)."""
+    bounds: dict[str, Any] = {}
+    if param.low is not None:
+        bounds["exclusiveMinimum" if param.low_open else "minimum"] = param.low
+    if param.high is not None:
+        bounds["exclusiveMaximum" if param.high_open else "maximum"] = param.high
+    return bounds
+
+
+def option_fields(params: dict[str, Param]) -> dict[str, Any]:
+    """Pydantic fields (for ``create_model``) of every option in a constraint table.
+
+    Types, enums, bounds and descriptions all come from the table. Bounds are written into
+    the JSON schema but not validated by pydantic: the library checks them (one error kind
+    per rule, ``out_of_range``), with the same message as for a library call.
+    """
+    fields: dict[str, Any] = {}
+    for name, param in params.items():
+        bounds = _json_bounds(param)
+        annotation: Any
+        if param.kind == "choice":
+            enum = ENUMS[param.choices]
+            fields[name] = (enum, option(enum(param.default), param.doc))
+            continue
+        if param.kind == "boolean":
+            annotation = StrictBool
+        elif param.kind == "number":
+            annotation = Annotated[float, Field(json_schema_extra=bounds)]
+        elif param.kind == "integer":
+            annotation = Annotated[int, Field(json_schema_extra=bounds), WholeFloats]
+        else:
+            annotation = Annotated[
+                np.ndarray,
+                ArrayField(param.element, *param.ranks, ge=param.low, le=param.high),
+            ]
+        if param.default is None:
+            annotation = annotation | None
+        fields[name] = (annotation, Field(param.default, description=param.doc))
+    return fields
 
 
 def option(default: Any, description: str, **constraints: Any) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.api.schemas.common import (
     FloatMatrix,
@@ -14,22 +14,24 @@ from app.api.schemas.common import (
     ResponseEncoding,
     Units,
     option,
+    option_fields,
 )
-from xentropy._numerics import FLOAT64_EPS
+from xentropy._divergences import DIVERGENCE_PARAMS
 
 
-class DivergenceRequest(RequestModel):
+class DivergenceData(RequestModel):
     """Entropy, cross-entropy, KL and Jensen-Shannon divergence between probability rows."""
 
     exactly_one_of = (("q", "q_logits"),)
 
     model_config = ConfigDict(
+        title="DivergenceRequest",
         json_schema_extra={
             "examples": [
                 {"p": [[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]], "q": [[0.4, 0.4, 0.2], [0.2, 0.2, 0.6]]},
                 {"p": [[0.2, 0.8]], "q_logits": [[0.0, 1.5]], "return_gradient": True},
             ]
-        }
+        },
     )
 
     p: ProbabilityMatrix = Field(description="N×C probability rows (0·log 0 = 0).")
@@ -39,19 +41,18 @@ class DivergenceRequest(RequestModel):
     q_logits: FloatMatrix | None = Field(
         None, description="N×C logits of q instead of `q` (log q by log-softmax, exact)."
     )
-    reduction: Reduction = option(Reduction.mean, '`"mean"` over rows, `"sum"` or `"none"`.')
-    units: Units = option(Units.nats, "nats or bits, for every value.")
-    epsilon: float = option(
-        FLOAT64_EPS, "q is clipped to [epsilon, 1] before the log; in (0, 0.5).", gt=0.0, lt=0.5
-    )
-    return_gradient: StrictBool = Field(
-        False,
-        description="Include the derivative of the reduced cross-entropy with respect to `q` "
-        "(plain partial derivative, 0 where clipped) or `q_logits`.",
-    )
     response_encoding: ResponseEncoding = option(
         ResponseEncoding.json, '`"base64"` writes arrays as encoded float64 arrays.'
     )
+
+
+# Options from the library's constraint table (see app.api.schemas.losses).
+DivergenceRequest: type[DivergenceData] = create_model(
+    "DivergenceRequest",
+    __base__=DivergenceData,
+    __doc__=DivergenceData.__doc__,
+    **option_fields(DIVERGENCE_PARAMS),
+)
 
 
 class DivergenceRows(BaseModel):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.api.schemas.common import (
+    Convention,
     ExactlyOneInput,
     FloatMatrix,
     FloatVectorOrMatrix,
-    FractionScalarOrVector,
     IntVector,
-    MaskArray,
     Normalization,
     OutMatrix,
     OutVector,
@@ -22,40 +21,22 @@ from app.api.schemas.common import (
     Reduction,
     ResponseEncoding,
     Units,
-    WeightScalarOrVector,
-    WeightVector,
-    WholeFloats,
     option,
+    option_fields,
 )
-from xentropy._numerics import FLOAT64_EPS
+from xentropy.options import BINARY_PARAMS, CATEGORICAL_PARAMS
 
-_EPSILON_DOC = (
-    "With `probabilities`: clip to [epsilon, 1 - epsilon] before the log; in (0, 0.5). "
-    "Default: the float64 machine epsilon. The gradient of a clipped entry is 0."
-)
-_REDUCTION_DOC = '`"mean"`, `"sum"` or `"none"` (per-sample values only), as in PyTorch.'
-_NORMALIZATION_DOC = (
-    '`"weights"`: `"mean"` divides by the sum of the effective weights of the counted '
-    "samples (PyTorch index-target mode, scikit-learn `sample_weight`). `\"samples\"`: by the "
-    "number of counted samples (Keras `sum_over_batch_size`). Note: with soft `targets`, "
-    "PyTorch divides by N; we divide by Σ sample_weight × Σ_c target_c × class_weight_c, "
-    "which is N without weights."
-)
-_UNITS_DOC = '`"nats"` (natural log) or `"bits"` (log base 2): losses and gradients alike.'
-_GRADIENT_DOC = (
-    "Include `gradient`: the derivative of the reduced loss (with `\"none\"`: of the sum of "
-    "`losses`) with respect to the input that was sent."
-)
 _ENCODING_DOC = '`"base64"` writes every response array as an encoded float64 array.'
 
 
-class CategoricalLossRequest(ExactlyOneInput):
+class CategoricalLossData(ExactlyOneInput):
     """Softmax cross-entropy, one class per sample (labels) or target distributions."""
 
     exactly_one_of = (("logits", "probabilities"), ("labels", "targets"))
     not_with = (("ignore_index", "targets", "ignore_index applies to labels only"),)
 
     model_config = ConfigDict(
+        title="CategoricalLossRequest",
         json_schema_extra={
             "examples": [
                 {
@@ -70,8 +51,13 @@ class CategoricalLossRequest(ExactlyOneInput):
                     "reduction": "sum",
                     "return_gradient": True,
                 },
+                {
+                    "logits": [[2.0, 1.0, 0.1], [0.5, 2.5, -0.5]],
+                    "labels": [0, -100],
+                    "convention": "pytorch",
+                },
             ]
-        }
+        },
     )
 
     logits: FloatMatrix | None = Field(None, description="N×C unnormalised scores.")
@@ -83,37 +69,14 @@ class CategoricalLossRequest(ExactlyOneInput):
         None,
         description="N×C one-hot or soft target distributions (non-negative, rows sum to 1).",
     )
-    class_weights: WeightVector | None = Field(
-        None, description="C non-negative weights, one per class (PyTorch `weight`)."
-    )
-    sample_weights: WeightVector | None = Field(None, description="N non-negative sample weights.")
-    ignore_index: Annotated[int, Field(ge=-(2**63), le=2**63 - 1), WholeFloats] | None = Field(
-        None, description="With `labels`: samples with this label are left out (PyTorch)."
-    )
-    label_smoothing: float = option(
-        0.0,
-        "Uniform smoothing: targets become (1 - ε) t + ε/C (PyTorch semantics).",
-        ge=0.0,
-        lt=1.0,
-    )
-    focal_gamma: float = option(
-        0.0, "Focal loss exponent γ ≥ 0 (Lin et al. 2017); 0 is plain cross-entropy.", ge=0.0
-    )
-    focal_alpha: WeightScalarOrVector | None = Field(
-        None, description="Focal class balancing factor: one number, or C numbers; null: none."
-    )
-    reduction: Reduction = option(Reduction.mean, _REDUCTION_DOC)
-    normalization: Normalization = option(Normalization.weights, _NORMALIZATION_DOC)
-    epsilon: float = option(FLOAT64_EPS, _EPSILON_DOC, gt=0.0, lt=0.5)
-    units: Units = option(Units.nats, _UNITS_DOC)
-    return_gradient: StrictBool = Field(False, description=_GRADIENT_DOC)
     response_encoding: ResponseEncoding = option(ResponseEncoding.json, _ENCODING_DOC)
 
 
-class BinaryLossRequest(ExactlyOneInput):
+class BinaryLossData(ExactlyOneInput):
     """Sigmoid / binary cross-entropy, also multi-label (N×C)."""
 
     model_config = ConfigDict(
+        title="BinaryLossRequest",
         json_schema_extra={
             "examples": [
                 {"probabilities": [[0.6, 0.4], [0.4, 0.6]], "targets": [[0, 1], [0, 0]]},
@@ -124,7 +87,7 @@ class BinaryLossRequest(ExactlyOneInput):
                     "return_gradient": True,
                 },
             ]
-        }
+        },
     )
 
     logits: FloatVectorOrMatrix | None = Field(None, description="N or N×C scores.")
@@ -134,45 +97,57 @@ class BinaryLossRequest(ExactlyOneInput):
     targets: ProbabilityVectorOrMatrix = Field(
         description="Same shape as the input, in [0, 1]; soft targets allowed."
     )
-    pos_weight: WeightScalarOrVector | None = Field(
-        None, description="Weight of the positive term (PyTorch `pos_weight`): one number or C."
-    )
-    class_weights: WeightVector | None = Field(
-        None, description="C per-column weights (N×C input only)."
-    )
-    sample_weights: WeightVector | None = Field(None, description="N per-sample weights.")
-    mask: MaskArray | None = Field(
-        None, description="Same shape as the input, 0/1 (or booleans): 0 leaves an element out."
-    )
-    label_smoothing: float = option(
-        0.0, "Targets move toward 0.5: t (1 - ε) + ε/2 (Keras semantics).", ge=0.0, lt=1.0
-    )
-    focal_gamma: float = option(0.0, "Binary focal loss exponent γ ≥ 0; 0: plain BCE.", ge=0.0)
-    focal_alpha: FractionScalarOrVector | None = Field(
-        None,
-        description="Weight of positives, 1 - alpha for negatives (RetinaNet), in [0, 1]: "
-        "one number or C; null: no balancing.",
-    )
-    reduction: Reduction = option(Reduction.mean, _REDUCTION_DOC)
-    normalization: Normalization = option(Normalization.weights, _NORMALIZATION_DOC)
-    epsilon: float = option(FLOAT64_EPS, _EPSILON_DOC, gt=0.0, lt=0.5)
-    units: Units = option(Units.nats, _UNITS_DOC)
-    return_gradient: StrictBool = Field(False, description=_GRADIENT_DOC)
     response_encoding: ResponseEncoding = option(ResponseEncoding.json, _ENCODING_DOC)
 
 
+# The option fields come from the library's constraint tables (types, bounds, defaults,
+# descriptions), so the OpenAPI document and the library cannot disagree.
+CategoricalLossRequest: type[CategoricalLossData] = create_model(
+    "CategoricalLossRequest",
+    __base__=CategoricalLossData,
+    __doc__=CategoricalLossData.__doc__,
+    **option_fields(CATEGORICAL_PARAMS),
+)
+BinaryLossRequest: type[BinaryLossData] = create_model(
+    "BinaryLossRequest",
+    __base__=BinaryLossData,
+    __doc__=BinaryLossData.__doc__,
+    **option_fields(BINARY_PARAMS),
+)
+
+
 class LossDiagnostics(BaseModel):
-    """Counts that explain the result."""
+    """Numerics counts that explain the result (ignored entries: the top-level `n_ignored`)."""
 
     n_clipped: int = Field(description="Probabilities clipped to [epsilon, 1 - epsilon].")
-    n_ignored: int = Field(description="Ignored samples (categorical) or masked elements (binary).")
+
+
+class ResolvedOptions(BaseModel):
+    """The effective value of every option the convention set (explicit options included)."""
+
+    normalization: Normalization = Field(description='What `"mean"` divides by.')
+    epsilon: float | None = Field(
+        description="The clipping margin of probabilities; null: nothing is clipped."
+    )
+    clipping: str = Field(description="Where and how probabilities are clipped, in words.")
+    ignore_index: int | None = Field(
+        description="The label left out (with `labels`); null: none."
+    )
+    focal_gamma: float = Field(description="The focal exponent γ (0: plain cross-entropy).")
+    focal_alpha: float | list[float] | None = Field(
+        description="The focal balancing factor; null: none."
+    )
+    label_smoothing_form: str = Field(description="How `label_smoothing` moves the targets.")
+    aggregation: str = Field(
+        description='What one entry of `losses` is: "per sample", "per element", or "mean '
+        'over the last axis per sample" (Keras binary losses).'
+    )
 
 
 class _LossResponse(BaseModel):
     loss: float | None = Field(description='The reduced loss; null with `"none"`.')
-    gradient: OutMatrix | None = Field(
-        None, description="Present with `return_gradient`: d loss / d input, the input's shape."
-    )
+    losses: Any = None  # typed by each endpoint; here to fix the key order
+    gradient: Any = None
     n_samples: int = Field(description="N.")
     n_classes: int = Field(description="C (1 for binary input of shape N).")
     n_ignored: int = Field(description="Ignored samples or masked-out elements.")
@@ -180,9 +155,14 @@ class _LossResponse(BaseModel):
     units: Units = Field(description="Units of `loss`, `losses` and `gradient`, as requested.")
     reduction: Reduction = Field(description="The reduction that was applied, as requested.")
     normalization: Normalization = Field(
-        description='What `"mean"` divided by, as requested (`weight_sum`).'
+        description='What `"mean"` divided by (`weight_sum`), as requested or as the '
+        "convention sets it."
     )
-    diagnostics: LossDiagnostics = Field(description="Clipped and ignored counts.")
+    convention: Convention = Field(description="The convention of the request.")
+    resolved: ResolvedOptions = Field(
+        description="The effective value of every option the convention set."
+    )
+    diagnostics: LossDiagnostics = Field(description="Numerics counts (clipped entries).")
 
 
 class CategoricalLossResponse(_LossResponse):
@@ -205,7 +185,16 @@ class CategoricalLossResponse(_LossResponse):
                     "units": "nats",
                     "reduction": "mean",
                     "normalization": "weights",
-                    "diagnostics": {"n_clipped": 0, "n_ignored": 0},
+                    "convention": "xentropy",
+                    "resolved": {
+                        "normalization": "weights", "epsilon": None,
+                        "clipping": "none: logits go through the exact log-softmax / "
+                        "log-sigmoid",
+                        "ignore_index": None, "focal_gamma": 0.0, "focal_alpha": None,
+                        "label_smoothing_form": "(1 - ε) t + ε / C",
+                        "aggregation": "per sample",
+                    },
+                    "diagnostics": {"n_clipped": 0},
                 }
             ]
         }
@@ -213,6 +202,9 @@ class CategoricalLossResponse(_LossResponse):
 
     losses: OutVector | None = Field(
         None, description='N per-sample losses; present with `"none"` or `return_gradient`.'
+    )
+    gradient: OutMatrix | None = Field(
+        None, description="Present with `return_gradient`: d loss / d input, N×C."
     )
 
 
@@ -231,14 +223,24 @@ class BinaryLossResponse(_LossResponse):
                     "units": "nats",
                     "reduction": "mean",
                     "normalization": "weights",
-                    "diagnostics": {"n_clipped": 0, "n_ignored": 0},
+                    "convention": "xentropy",
+                    "resolved": {
+                        "normalization": "weights", "epsilon": 2.220446049250313e-16,
+                        "clipping": "clipped to [epsilon, 1 - epsilon]",
+                        "ignore_index": None, "focal_gamma": 0.0, "focal_alpha": None,
+                        "label_smoothing_form": "t (1 - ε) + ε / 2",
+                        "aggregation": "per element",
+                    },
+                    "diagnostics": {"n_clipped": 0},
                 }
             ]
         }
     )
 
     losses: OutVectorOrMatrix | None = Field(
-        None, description='Per-element losses, the input\'s shape; with `"none"` or a gradient.'
+        None,
+        description='Per-element losses, the input\'s shape (per sample, shape N, under the '
+        'Keras convention); with `"none"` or a gradient.',
     )
     gradient: OutVectorOrMatrix | None = Field(
         None, description="Present with `return_gradient`: d loss / d input, the input's shape."
