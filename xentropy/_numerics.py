@@ -7,6 +7,7 @@ result it returns unless a comment says why.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import numpy as np
 
@@ -14,6 +15,20 @@ LN2 = math.log(2.0)
 
 #: The float64 machine epsilon: the default clipping margin for probabilities.
 FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
+_Values = TypeVar("_Values", float, np.ndarray)
+
+
+def to_units(values: _Values, units: str) -> _Values:
+    """Convert nats to ``units``: unchanged for ``"nats"``, divided by ln 2 for ``"bits"``.
+
+    One correctly rounded division (not a multiplication by a rounded 1/ln 2), the same
+    in every module, so that a value in bits is the same float wherever it is computed.
+
+    >>> to_units(math.log(4.0), "bits")
+    2.0
+    """
+    return values / LN2 if units == "bits" else values
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
