@@ -847,6 +847,45 @@ def test_single_class_present() -> None:
     assert r.per_class is not None and r.per_class[1].recall is None
 
 
+@pytest.mark.parametrize(
+    ("logits", "labels", "accuracy"),
+    [
+        # Multi-class, one sample right: T = 1000, and z / 1000 underflows to [0, 0] rows
+        # (which predicted class 0, right for the first sample and wrong for the others).
+        ([[0.0, 5e-324], [0.0, 1e-310], [2e-310, 0.0], [0.0, 3e-310]], [0, 0, 1, 1], 0.25),
+        # Every prediction wrong; the underflowed rows predict class 0, right for two.
+        ([[0, 5e-324, 0], [5e-324, 0, 0], [0, 0, 5e-324], [0, 0, 5e-324]], [0, 1, 0, 1], 0.0),
+    ],
+)
+def test_temperature_scaling_of_subnormal_logits_keeps_the_predictions(
+    logits: list[Any], labels: list[int], accuracy: float
+) -> None:
+    # Issue 11 (Low): scaling by T changes no argmax, also where z / T underflows. The
+    # probabilities are uniform before and after (in float64), and so is the ECE.
+    r = calibration_report(logits=logits, labels=labels, n_bins=4, fit_temperature=True)
+    t = r.temperature
+    assert t is not None and t.temperature == TEMPERATURE_MAX
+    assert r.accuracy == accuracy
+    assert t.ece_after == t.ece_before == r.ece
+    assert t.nll_after == t.nll_before
+
+
+def test_temperature_fit_of_tiny_logits_does_not_depend_on_their_scale() -> None:
+    # In the tiny-logit regime the NLL is linear in 1/T, so the sign of dNLL/dβ alone decides
+    # the bound: here the logits beat uniform guessing, so T is clamped to TEMPERATURE_MIN at
+    # every scale. The products p·z of subnormal logits lost their last bits, which turned
+    # the sign at 2**-1074 (and gave TEMPERATURE_MAX, "no better than uniform guessing").
+    z = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    y = [0, 2]
+    assert fit_temperature(z, y) == (pytest.approx(1 / math.log(2), rel=1e-12), None)
+    fits = {scale: fit_temperature(z * scale, y) for scale in (2.0**-60, 2.0**-1000, 2.0**-1074)}
+    assert {t for t, _ in fits.values()} == {TEMPERATURE_MIN}
+    assert len({note for _, note in fits.values()}) == 1
+    # The binary form, with the scale on its class-1 logit.
+    zb = np.array([1.0, 1.0, -1.0])
+    assert fit_temperature(zb * 2.0**-1074, [1, 0, 0]) == fit_temperature(zb * 2.0**-60, [1, 0, 0])
+
+
 # --------------------------------------------------------------------------------------------
 # Overflow and validation
 

@@ -94,12 +94,14 @@ class _Model:
     """Per-sample quantities of one set of predictions, each of shape (N,) unless noted.
 
     probs: (N,) positive-class probabilities (binary) or (N, C) probability rows.
+    predicted: the prediction, bool "class 1" (binary) or the argmax (first on ties).
     confidence: the binned value; outcome: its observed counterpart (0/1);
     correct: top-label (binary: thresholded) correctness; nll: −log p(label) in nats;
     brier: (p − y)² (binary) or Σ_c (p_c − [c = y])².
     """
 
     probs: np.ndarray
+    predicted: np.ndarray
     confidence: np.ndarray
     outcome: np.ndarray
     correct: np.ndarray
@@ -121,15 +123,22 @@ def _from_probabilities(probs: np.ndarray, y: np.ndarray, eps: float) -> _Model:
     return _multiclass_model(probs, pred, y, nll)
 
 
-def _from_logits(z: np.ndarray, y: np.ndarray) -> _Model:
-    """The model of logits (N,) (binary, p = sigmoid) or (N, C) (p = softmax), labels (N,)."""
+def _from_logits(z: np.ndarray, y: np.ndarray, predicted: np.ndarray | None = None) -> _Model:
+    """The model of logits (N,) (binary, p = sigmoid) or (N, C) (p = softmax), labels (N,).
+
+    ``predicted``: the top-label prediction, shape (N,) (binary: bool, positive predicted),
+    when it must not be taken from ``z`` itself: logits divided by a temperature keep the
+    order of the logits as sent, but not always in float64 (they can underflow to equal
+    values), so the caller passes the prediction of the logits as sent.
+    """
     rows = np.arange(y.shape[0])
     if z.ndim == 1:
         positive = y == 1
         # −log sigmoid(z) = softplus(−z) and −log(1 − sigmoid(z)) = softplus(z), both exact
         # and overflow-free, for any finite z.
         nll = softplus(np.where(positive, -z, z))
-        return _binary_model(sigmoid(z), z > 0, positive, nll)
+        return _binary_model(sigmoid(z), z > 0 if predicted is None else predicted, positive,
+                             nll)
     # A row range beyond the float64 range makes (z − max) overflow to −inf inside
     # log_softmax; that is only a problem if it hits the label (checked below).
     with np.errstate(over="ignore"):
@@ -144,7 +153,8 @@ def _from_logits(z: np.ndarray, y: np.ndarray) -> _Model:
             position=(i, int(y[i])),
             kind="overflow",
         )
-    return _multiclass_model(np.exp(log_p), z.argmax(axis=1), y, nll)
+    pred = z.argmax(axis=1) if predicted is None else predicted
+    return _multiclass_model(np.exp(log_p), pred, y, nll)
 
 
 def _binary_model(
@@ -153,6 +163,7 @@ def _binary_model(
     outcome = positive.astype(np.float64)
     return _Model(
         probs=p,
+        predicted=predicted,
         confidence=p,
         outcome=outcome,
         correct=(predicted == positive).astype(np.float64),
@@ -171,6 +182,7 @@ def _multiclass_model(
     diff[rows, y] -= 1.0
     return _Model(
         probs=probs,
+        predicted=pred,
         confidence=probs[rows, pred],
         outcome=correct,
         correct=correct,

@@ -336,7 +336,10 @@ def _temperature_fit(
     """Fit T on the logits z and report the NLL and ECE before (given) and after."""
     zc = _centred_logits(z)
     t, note = _solve_temperature(zc, y, wn)
-    scaled = _from_logits(zc / t, y)
+    # FIX: the prediction is that of the logits as sent: zc / T keeps their order, but in
+    # float64 subnormal logits divided by T = 1000 underflowed to equal values, which
+    # changed the top label (first index on ties) and so the ECE after scaling.
+    scaled = _from_logits(zc / t, y, predicted=model.predicted)
     nll_after = to_units(_mean(wn, scaled.nll), units)
     if nll_after > nll and t != 1.0:
         # The fit minimises the exact NLL, so this can only be floating-point noise near

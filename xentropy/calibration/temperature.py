@@ -94,19 +94,23 @@ def _two_columns(z: np.ndarray) -> np.ndarray:
     return np.stack([np.zeros_like(z), z], axis=1)
 
 
-def _nll_terms(z: np.ndarray, y: np.ndarray, wn: np.ndarray, beta: float) -> tuple[float, float]:
+def _nll_terms(
+    z: np.ndarray, zs: np.ndarray, y: np.ndarray, wn: np.ndarray, beta: float
+) -> tuple[float, float]:
     """First and second derivative of the weighted NLL of softmax(β z) with respect to β.
 
-    z: (N, C) row-centred logits (binary already as [0, z] rows); y: (N,); wn: (N,) summing
-    to 1. Returns (Σ wn (E_p[z] − z_y), Σ wn Var_p[z]).
+    z: (N, C) row-centred logits (binary already as [0, z] rows); zs: the same times 2**k
+    (exact); y: (N,); wn: (N,) summing to 1. Returns (Σ wn (E_p[zs] − zs_y),
+    Σ wn Var_p[zs]), i.e. the derivatives times 2**k and 2**2k: the moments are taken of
+    zs so that tiny (subnormal) logits keep their significant bits in the products p·z.
     """
     s = beta * z
     # exp(s − logsumexp(s)): the max-shifted softmax, no overflow.
     p = np.exp(s - logsumexp(s)[:, None])
-    mean_z = (p * z).sum(axis=1)
+    mean_z = (p * zs).sum(axis=1)
     # The variance as the mean squared deviation (not E[z²] − E[z]², which cancels).
-    var = (p * (z - mean_z[:, None]) ** 2).sum(axis=1)
-    grad = float(wn @ (mean_z - z[np.arange(z.shape[0]), y]))
+    var = (p * (zs - mean_z[:, None]) ** 2).sum(axis=1)
+    grad = float(wn @ (mean_z - zs[np.arange(zs.shape[0]), y]))
     return grad, float(wn @ var)
 
 
@@ -121,15 +125,21 @@ def _solve_temperature(
             "every logit row (of positive weight) is constant, so the NLL does not depend on "
             "the temperature; T = 1 is returned"
         )
+    # FIX: logits below 1/2 in magnitude are scaled up by 2**k (exact) for the moments of
+    # the Newton step. Subnormal logits (1e-310) lost their few bits in p·z, so the sign of
+    # dNLL/dβ, which decides the bound T is clamped to, came out wrong. In the normal range
+    # the scaling changes no bit of any decision (every term scales by a power of two).
+    k = max(0, -int(np.frexp(np.abs(z).max())[1]))
+    zs = np.ldexp(z, k)
     # Root of h(u) = dNLL/dβ at β = e^u = 1/T; h is non-decreasing (NLL convex in β).
     u_lo, u_hi = -math.log(TEMPERATURE_MAX), -math.log(TEMPERATURE_MIN)
-    if _nll_terms(z, y, wn, math.exp(u_lo))[0] >= 0:
+    if _nll_terms(z, zs, y, wn, math.exp(u_lo))[0] >= 0:
         return TEMPERATURE_MAX, (
             f"the NLL still decreases at the largest temperature allowed, "
             f"{TEMPERATURE_MAX:g}: the logits predict no better than uniform guessing; "
             f"T is clamped to {TEMPERATURE_MAX:g}"
         )
-    if _nll_terms(z, y, wn, math.exp(u_hi))[0] <= 0:
+    if _nll_terms(z, zs, y, wn, math.exp(u_hi))[0] <= 0:
         return TEMPERATURE_MIN, (
             f"the NLL still decreases at the smallest temperature allowed, "
             f"{TEMPERATURE_MIN:g}: the predictions are (nearly) separable, so sharpening "
@@ -138,18 +148,19 @@ def _solve_temperature(
     # Safeguarded Newton (Numerical Recipes' rtsafe) in u = log β, starting at T = 1:
     # dh/du = β · Var term > 0. A Newton step that leaves the bracket, or that does not at
     # least halve the step before last, is replaced by bisection, so the bracket shrinks
-    # geometrically and the loop ends well within _MAX_ITERATIONS.
+    # geometrically and the loop ends well within _MAX_ITERATIONS. grad and slope are both
+    # 2**k times the derivatives of the NLL, so their ratio is unscaled.
     u = 0.0
     step_before_last = step = u_hi - u_lo
     for _ in range(_MAX_ITERATIONS):
-        grad, curvature = _nll_terms(z, y, wn, math.exp(u))
+        grad, curvature = _nll_terms(z, zs, y, wn, math.exp(u))
         if grad == 0.0:
             break
         if grad < 0:
             u_lo = u
         else:
             u_hi = u
-        slope = math.exp(u) * curvature
+        slope = math.ldexp(math.exp(u) * curvature, -k)
         newton = u - grad / slope if slope > 0 else math.inf
         if not u_lo < newton < u_hi or abs(2.0 * grad) > abs(step_before_last * slope):
             step_before_last, step = step, 0.5 * (u_hi - u_lo)
