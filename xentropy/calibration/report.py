@@ -136,7 +136,12 @@ class CalibrationResult:
     n_bins: int
 
     def to_dict(self) -> dict[str, Any]:
-        """The result as plain JSON-ready Python values, with the contract's key names."""
+        """The result as plain JSON-ready Python values, with the contract's key names.
+
+        >>> d = calibration_report([[0.7, 0.3], [0.4, 0.6]], [0, 0], n_bins=2).to_dict()
+        >>> round(d["ece"], 6), d["per_class"][0]["class"], d["bins"][1]["count"]
+        (0.15, 0, 2)
+        """
         out: dict[str, Any] = {
             name: getattr(self, name)
             for name in (
