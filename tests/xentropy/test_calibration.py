@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import tracemalloc
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,19 +19,21 @@ from scipy.special import log_softmax as scipy_log_softmax
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, recall_score
 
+import xentropy.calibration.report as report_module
+import xentropy.calibration.temperature as temperature_module
+from app.api.responses import encode_result
+from app.api.schemas.calibration import CalibrationResponse
 from xentropy._validation import InputError
 from xentropy.calibration import (
     MAX_BINS,
     TEMPERATURE_MAX,
     TEMPERATURE_MIN,
     CalibrationResult,
-    _searchsorted_rows,
-    assign_bins,
-    bin_edges,
     calibration_report,
-    expected_calibration_error,
     fit_temperature,
 )
+from xentropy.calibration.binning import _assign_bins, _binned
+from xentropy.calibration.metrics import _calibration_error
 
 LN2 = math.log(2.0)
 
@@ -92,6 +96,23 @@ def _multiclass_data(
     else:
         labels = rng.integers(0, c, n)
     return probs, labels
+
+
+def _bin_of(values: list[float], n_bins: int, binning: str = "uniform",
+            weights: list[float] | None = None) -> list[int]:
+    """The bins of ``values`` (one row) as the report assigns them."""
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, float)
+    return _assign_bins(np.array([values]), w, n_bins, binning).bins[0].tolist()
+
+
+def _quantile_edges(values: list[float] | np.ndarray, n_bins: int,
+                    weights: list[float] | np.ndarray | None = None) -> np.ndarray:
+    """The n_bins + 1 quantile edges of ``values`` (one row) as the report computes them."""
+    v = np.asarray(values, float)
+    w = np.ones(v.shape[0]) if weights is None else np.asarray(weights, float)
+    edges = _assign_bins(v[None, :], w, n_bins, "quantile", edges=True).edges
+    assert edges is not None
+    return edges
 
 
 def _floats(values: Iterable[float | None]) -> np.ndarray:
@@ -302,11 +323,8 @@ def test_matches_naive_reference(
 
 def test_values_on_edges_go_to_the_bin_they_close() -> None:
     for n_bins in range(1, 31):
-        for k in range(1, n_bins + 1):
-            assert assign_bins([k / n_bins], bin_edges([0.5], n_bins=n_bins))[0] == k - 1
-    assert list(assign_bins([0.2, 0.0, 1.0, 0.2000001, 0.6], bin_edges([0.0], n_bins=5))) == [
-        0, 0, 4, 1, 2,
-    ]
+        assert _bin_of([k / n_bins for k in range(1, n_bins + 1)], n_bins) == list(range(n_bins))
+    assert _bin_of([0.2, 0.0, 1.0, 0.2000001, 0.6], 5) == [0, 0, 4, 1, 2]
     r = calibration_report([0.0, 1.0, 0.2, 0.4], [0, 1, 0, 1], n_bins=5)
     assert [b.count for b in r.bins] == [2, 1, 0, 0, 1]
     assert r.bins[0].mean_confidence == pytest.approx(0.1)
@@ -383,13 +401,14 @@ def test_quantile_ties_collapse_into_empty_bins() -> None:
     ]
     assert r.bins[1].accuracy is None
     # Zero-weight samples do not move quantile edges; integer weights act as repeats.
-    edges = bin_edges([0.1, 0.2, 0.3, 0.4], n_bins=2, binning="quantile",
-                      sample_weights=[1, 0, 0, 1])
+    edges = _quantile_edges([0.1, 0.2, 0.3, 0.4], 2, weights=[1, 0, 0, 1])
     np.testing.assert_array_equal(edges, [0.0, 0.1, 1.0])
     np.testing.assert_array_equal(
-        bin_edges([0.1, 0.2, 0.3], n_bins=3, binning="quantile", sample_weights=[2, 1, 3]),
-        bin_edges([0.1, 0.1, 0.2, 0.3, 0.3, 0.3], n_bins=3, binning="quantile"),
+        _quantile_edges([0.1, 0.2, 0.3], 3, weights=[2, 1, 3]),
+        _quantile_edges([0.1, 0.1, 0.2, 0.3, 0.3, 0.3], 3),
     )
+    # Edges 0.1 and 0.3: the value 0.3 closes the second bin, the third stays empty.
+    assert _bin_of([0.1, 0.2, 0.3], 3, "quantile", [2, 1, 3]) == [0, 1, 1]
 
 
 def test_zero_weight_bin_is_reported_empty_but_counted() -> None:
@@ -404,25 +423,141 @@ def test_weighted_quantile_edges_match_numpy() -> None:
     for n_bins in (1, 2, 3, 7, 36, 50):
         expected = np.quantile(v, np.arange(1, n_bins) / n_bins, method="inverted_cdf",
                                weights=w)
-        np.testing.assert_array_equal(
-            bin_edges(v, n_bins=n_bins, binning="quantile", sample_weights=w)[1:-1], expected
-        )
+        np.testing.assert_array_equal(_quantile_edges(v, n_bins, w)[1:-1], expected)
 
 
-@settings(max_examples=60, deadline=None)
+# --------------------------------------------------------------------------------------------
+# Cost bounded by the input: the per-class statistics keep only the non-empty bins. Checked
+# against the straightforward dense computation (K, n_bins + 1) edges and (K, n_bins) sums.
+
+
+def _dense_binning(
+    values: np.ndarray, outcomes: np.ndarray, w: np.ndarray, n_bins: int, binning: str
+) -> dict[str, np.ndarray]:
+    """Bins and dense per-bin sums of each row of ``values`` (K, N), the plain way."""
+    k_rows, n = values.shape
+    edges = np.tile(np.arange(n_bins + 1) / n_bins, (k_rows, 1))
+    if binning == "quantile":
+        for r in range(k_rows):
+            # The default sort, as the library's: the order within ties sets the rounding
+            # of the cumulative weights.
+            order = np.argsort(values[r])
+            cum = np.cumsum(w[order])
+            targets = np.arange(1, n_bins) * cum[-1] / n_bins
+            idx = np.minimum(np.searchsorted(cum, targets, side="left"), n - 1)
+            edges[r, 1:-1] = values[r, order][idx] + 0.0
+    bins = np.array([np.searchsorted(edges[r, 1:-1], values[r], side="left")
+                     for r in range(k_rows)])
+    shift = min(0, int(np.frexp(w.max())[1]))  # the subnormal-weight rule
+    ws = np.ldexp(w, -shift)
+
+    def dense(x: np.ndarray | None) -> np.ndarray:
+        return np.array([np.bincount(bins[r], weights=None if x is None else x[r],
+                                     minlength=n_bins) for r in range(k_rows)])
+
+    weight = dense(np.broadcast_to(ws, values.shape))
+    so = dense(ws * outcomes)
+    sc = dense(ws * values)
+    gap_mass = np.abs(so - sc)
+    gap = np.divide(gap_mass, weight, out=np.zeros_like(gap_mass), where=weight > 0)
+    return {
+        "bins": bins, "count": dense(None), "weight": weight, "sum_outcome": so,
+        "sum_confidence": sc,
+        "l1": gap_mass.sum(axis=1) / weight.sum(axis=1),
+        "max": gap.max(axis=1),
+        "l2": np.sqrt((gap_mass * gap).sum(axis=1) / weight.sum(axis=1)),
+    }
+
+
+@settings(max_examples=80, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
-    k=st.integers(1, 5),
-    m=st.integers(0, 40),
-    n=st.integers(0, 40),
-    side=st.sampled_from(["left", "right"]),
+    n=st.integers(1, 30),
+    c=st.integers(1, 6),
+    n_bins=st.sampled_from([1, 2, 3, 7, 8, 15, 16, 29, 64, 1000, MAX_BINS]),
+    binning=st.sampled_from(["uniform", "quantile"]),
+    weights=st.sampled_from(["none", "float", "ints_with_zeros", "subnormal"]),
+    rounded=st.booleans(),
 )
-def test_row_wise_searchsorted_matches_numpy(seed: int, k: int, m: int, n: int, side: Any) -> None:
+def test_sparse_class_statistics_equal_the_dense_computation(
+    seed: int, n: int, c: int, n_bins: int, binning: str, weights: str, rounded: bool
+) -> None:
     rng = np.random.default_rng(seed)
-    a = np.sort(np.round(rng.random((k, m)) * 4) / 4, axis=1)  # ties on purpose
-    v = np.round(rng.random((k, n)) * 4) / 4
-    expected = np.array([np.searchsorted(a[i], v[i], side=side) for i in range(k)])
-    np.testing.assert_array_equal(_searchsorted_rows(a, v, side=side), expected.reshape(k, n))
+    probs, y = _multiclass_data(rng, n, c)
+    if rounded:  # ties, values on edges, 0 and 1
+        probs = np.eye(c)[rng.integers(0, c, n)] * 0.5 + 0.5 / c
+    w = {
+        "none": np.ones(n),
+        "float": rng.random(n) + 0.01,
+        "ints_with_zeros": np.r_[1, rng.integers(0, 3, n - 1)].astype(float),
+        "subnormal": (rng.random(n) + 0.01) * 1e-318,
+    }[weights]
+    values = np.ascontiguousarray(probs.T)
+    outcomes = (np.arange(c)[:, None] == y).astype(float)
+    dense = _dense_binning(values, outcomes, w, n_bins, binning)
+
+    np.testing.assert_array_equal(_assign_bins(values, w, n_bins, binning).bins, dense["bins"])
+    sparse = _binned(values, outcomes, w, n_bins, binning, every_bin=False)
+    assert sparse.weight.shape[1] <= min(n, n_bins)
+    for r in range(c):
+        # The non-empty bins, in bin order, with identical sums (each accumulated in sample
+        # order either way).
+        kept, full = sparse.count[r] > 0, dense["count"][r] > 0
+        for name in ("count", "weight", "sum_outcome", "sum_confidence"):
+            np.testing.assert_array_equal(getattr(sparse, name)[r][kept], dense[name][r][full])
+        assert sparse.count[r][~kept].sum() == 0
+    for norm in ("l1", "max", "l2"):
+        got = _calibration_error(sparse, norm)  # type: ignore[arg-type]
+        if n_bins <= n or norm == "max":  # the dense layout itself: identical
+            np.testing.assert_array_equal(got, dense[norm])
+        else:  # only the association of the sum over bins differs (zeros left out): ulps
+            np.testing.assert_allclose(got, dense[norm], rtol=2e-15, atol=0)
+    r = calibration_report(probs, y, n_bins=n_bins, binning=binning, sample_weights=w)
+    assert r.per_class is not None
+    got_ece = [cls.ece for cls in r.per_class]
+    if n_bins <= n:
+        assert got_ece == dense["l1"].tolist()
+    else:
+        np.testing.assert_allclose(got_ece, dense["l1"], rtol=2e-15, atol=0)
+
+
+def _peak_bytes(call: Any) -> tuple[int, int]:
+    """(peak, retained) bytes traced while ``call()`` runs; retained is what its result keeps."""
+    call()  # warm-up: first-call allocations (imports, caches) are not the cost measured
+    tracemalloc.start()
+    try:
+        result = call()
+        retained, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak, retained
+
+
+@pytest.mark.parametrize("binning", ["uniform", "quantile"])
+@pytest.mark.parametrize(
+    ("n_samples", "n_classes", "logits"), [(1, 4000, False), (1, 4000, True), (40, 2000, False)]
+)
+def test_memory_is_bounded_by_the_input_not_by_classes_times_bins(
+    binning: str, n_samples: int, n_classes: int, logits: bool
+) -> None:
+    # Issue 11: one sample, thousands of classes and MAX_BINS bins took seconds and GBs,
+    # from dense (C, n_bins) per-class arrays (320 MB each for 4000 classes).
+    rng = np.random.default_rng(17)
+    probs = rng.dirichlet(np.ones(n_classes), size=n_samples)
+    y = rng.integers(0, n_classes, n_samples)
+    kw: dict[str, Any] = {"n_bins": MAX_BINS, "binning": binning}
+    if logits:
+        kw.update(logits=np.log(probs), fit_temperature=True)
+    else:
+        kw.update(probabilities=probs)
+    peak, retained = _peak_bytes(lambda: calibration_report(labels=y, **kw))
+    # The result itself: one object per bin and per class, a few hundred bytes each.
+    assert retained <= 400 * (MAX_BINS + n_classes)
+    # Beyond it: a few N×C arrays, and a few float64 vectors of n_bins for the reported bins.
+    input_bytes = n_samples * n_classes * 8
+    bound = retained + 24 * input_bytes + 16 * 8 * MAX_BINS + 2**18
+    assert peak <= bound, (peak, retained, input_bytes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,7 +605,7 @@ def test_perfectly_calibrated_data_has_small_ece_shrinking_with_n() -> None:
 
 
 def _numeric_fields(r: CalibrationResult) -> dict[str, Any]:
-    d = r.to_dict()
+    d = dataclasses.asdict(r)
     d.pop("temperature")
     return d
 
@@ -480,7 +615,7 @@ def _assert_close(a: Any, b: Any, rel: float = 1e-11) -> None:
         assert a.keys() == b.keys()
         for key in a:
             _assert_close(a[key], b[key], rel)
-    elif isinstance(a, list):
+    elif isinstance(a, list | tuple):
         assert len(a) == len(b)
         for x, z in zip(a, b, strict=True):
             _assert_close(x, z, rel)
@@ -535,7 +670,8 @@ def test_integer_weights_act_as_repeat_counts(binning: str, c: int) -> None:
 def test_result_is_json_ready_with_contract_keys() -> None:
     rng = np.random.default_rng(9)
     probs, y = _multiclass_data(rng, 30, 3)
-    d = calibration_report(probs, y, n_bins=40).to_dict()
+    # The HTTP layer's one encoder, walking the result along the response schema.
+    d = encode_result(calibration_report(probs, y, n_bins=40), CalibrationResponse)
     text = json.dumps(d, allow_nan=False)
     assert '"class": 0' in text
     assert set(d) >= {
@@ -579,7 +715,7 @@ def test_never_nan_or_inf(
         elif c:
             probs /= probs.sum(axis=1, keepdims=True)
         r = calibration_report(probs, y, n_bins=n_bins, binning=binning, sample_weights=w)
-    json.dumps(r.to_dict(), allow_nan=False)
+    json.dumps(dataclasses.asdict(r), allow_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -715,6 +851,45 @@ def test_single_class_present() -> None:
     assert r.per_class is not None and r.per_class[1].recall is None
 
 
+@pytest.mark.parametrize(
+    ("logits", "labels", "accuracy"),
+    [
+        # Multi-class, one sample right: T = 1000, and z / 1000 underflows to [0, 0] rows
+        # (which predicted class 0, right for the first sample and wrong for the others).
+        ([[0.0, 5e-324], [0.0, 1e-310], [2e-310, 0.0], [0.0, 3e-310]], [0, 0, 1, 1], 0.25),
+        # Every prediction wrong; the underflowed rows predict class 0, right for two.
+        ([[0, 5e-324, 0], [5e-324, 0, 0], [0, 0, 5e-324], [0, 0, 5e-324]], [0, 1, 0, 1], 0.0),
+    ],
+)
+def test_temperature_scaling_of_subnormal_logits_keeps_the_predictions(
+    logits: list[Any], labels: list[int], accuracy: float
+) -> None:
+    # Issue 11 (Low): scaling by T changes no argmax, also where z / T underflows. The
+    # probabilities are uniform before and after (in float64), and so is the ECE.
+    r = calibration_report(logits=logits, labels=labels, n_bins=4, fit_temperature=True)
+    t = r.temperature
+    assert t is not None and t.temperature == TEMPERATURE_MAX
+    assert r.accuracy == accuracy
+    assert t.ece_after == t.ece_before == r.ece
+    assert t.nll_after == t.nll_before
+
+
+def test_temperature_fit_of_tiny_logits_does_not_depend_on_their_scale() -> None:
+    # In the tiny-logit regime the NLL is linear in 1/T, so the sign of dNLL/dβ alone decides
+    # the bound: here the logits beat uniform guessing, so T is clamped to TEMPERATURE_MIN at
+    # every scale. The products p·z of subnormal logits lost their last bits, which turned
+    # the sign at 2**-1074 (and gave TEMPERATURE_MAX, "no better than uniform guessing").
+    z = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    y = [0, 2]
+    assert fit_temperature(z, y) == (pytest.approx(1 / math.log(2), rel=1e-12), None)
+    fits = {scale: fit_temperature(z * scale, y) for scale in (2.0**-60, 2.0**-1000, 2.0**-1074)}
+    assert {t for t, _ in fits.values()} == {TEMPERATURE_MIN}
+    assert len({note for _, note in fits.values()}) == 1
+    # The binary form, with the scale on its class-1 logit.
+    zb = np.array([1.0, 1.0, -1.0])
+    assert fit_temperature(zb * 2.0**-1074, [1, 0, 0]) == fit_temperature(zb * 2.0**-60, [1, 0, 0])
+
+
 # --------------------------------------------------------------------------------------------
 # Overflow and validation
 
@@ -750,7 +925,7 @@ P3 = [[0.2, 0.8, 0.0], [0.5, 0.25, 0.25]]
     [
         ({"labels": [0, 1]}, "probabilities", (), "missing",
          "expected exactly one of probabilities and logits, got neither"),
-        ({"probabilities": P3, "logits": P3, "labels": [0, 1]}, "logits", (), "conflict",
+        ({"probabilities": P3, "logits": P3, "labels": [0, 1]}, "logits", (), "exclusive",
          "got both"),
         ({"probabilities": P3}, "labels", (), "missing", "expected one label per sample"),
         ({"probabilities": [[[0.5, 0.5]]], "labels": [0]}, "probabilities", (), "shape_error",
@@ -806,43 +981,30 @@ def test_validation(
     assert message in err.message
 
 
-def test_building_block_validation() -> None:
-    with pytest.raises(InputError) as info:
-        assign_bins([0.5], [0.0, 0.6, 0.4, 1.0])
-    assert info.value.field == "edges" and info.value.position == (2,)
-    with pytest.raises(InputError) as info:
-        expected_calibration_error([0.5, 0.2], [1.0])
-    assert info.value.field == "outcomes"
-    with pytest.raises(InputError) as info:
-        bin_edges([0.5, 1.2], n_bins=3, binning="quantile")
-    assert info.value.field == "values" and info.value.position == (1,)
-
-
-def test_expected_calibration_error_agrees_with_the_report() -> None:
+def test_the_three_norms_agree_with_the_report_and_the_reference() -> None:
     rng = np.random.default_rng(15)
     p, y = _binary_data(rng, 500)
     w = rng.random(500)
     for binning in ("uniform", "quantile"):
         r = calibration_report(p, y, n_bins=12, binning=binning, sample_weights=w)
-        assert expected_calibration_error(
-            p, y, n_bins=12, binning=binning, sample_weights=w
-        ) == r.ece
-        assert r.ece == pytest.approx(_ref_ece(p, y.astype(float), w, 12, binning), rel=1e-12)
+        sums = _binned(p[None, :], y[None, :].astype(float), w, 12, binning, every_bin=True)
+        got = [float(_calibration_error(sums, norm)[0]) for norm in ("l1", "max", "l2")]
+        assert got == [r.ece, r.mce, r.rmsce]
+        ref = _ref_errors(_ref_bins(p, y.astype(float), w, _ref_edges(p, w, 12, binning)))
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
 
 
 def test_temperature_fit_converges_in_few_newton_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     # Safeguarded Newton converges quadratically: far fewer objective evaluations than the
     # ~45 halvings plain bisection would need for the same accuracy.
-    import xentropy.calibration as calibration
-
     calls = []
-    original = calibration._nll_terms
+    original = temperature_module._nll_terms
 
     def counting(*args: Any) -> tuple[float, float]:
         calls.append(args[-1])
         return original(*args)
 
-    monkeypatch.setattr(calibration, "_nll_terms", counting)
+    monkeypatch.setattr(temperature_module, "_nll_terms", counting)
     z = np.array([[3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0]], float)
     t, _ = fit_temperature(z, [0, 1, 2, 1])
     assert t == pytest.approx(3 / math.log(6), rel=1e-13)
@@ -855,9 +1017,7 @@ def test_temperature_fit_converges_in_few_newton_steps(monkeypatch: pytest.Monke
 
 
 def test_a_fit_that_does_not_lower_the_nll_keeps_t_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import xentropy.calibration as calibration
-
-    monkeypatch.setattr(calibration, "_solve_temperature", lambda *args: (7.0, None))
+    monkeypatch.setattr(report_module, "_solve_temperature", lambda *args: (7.0, None))
     z = np.array([[3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0]], float)
     r = calibration_report(logits=z, labels=[0, 1, 2, 1], fit_temperature=True)
     t = r.temperature

@@ -10,22 +10,15 @@ from app.api.openapi import json_request_body
 from app.api.responses import result_response
 from app.api.schemas.calibration import CalibrationRequest, CalibrationResponse
 from app.api.schemas.common import ERROR_RESPONSES
-from xentropy.calibration import CalibrationResult, calibration_report
+from xentropy.calibration import CALIBRATION_PARAMS, CalibrationResult, calibration_report
 
 router = APIRouter(prefix="/v1/calibration", tags=["calibration"], responses=ERROR_RESPONSES)
 
 
 def _report(req: CalibrationRequest) -> CalibrationResult:
     return calibration_report(
-        req.probabilities,
-        req.labels,
-        logits=req.logits,
-        n_bins=req.n_bins,
-        binning=req.binning,
-        sample_weights=req.sample_weights,
-        fit_temperature=req.fit_temperature,
-        units=req.units,
-        epsilon=req.epsilon,
+        req.probabilities, req.labels, logits=req.logits, sample_weights=req.sample_weights,
+        **{name: getattr(req, name) for name in CALIBRATION_PARAMS},
     )
 
 

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.api.schemas.common import (
+    ENUMS,
     ClassIndexVector,
     ExactlyOneInput,
     FloatVectorOrMatrix,
     ProbabilityVectorOrMatrix,
     Units,
     WeightVector,
-    WholeFloats,
-    option,
+    choice_enum,
+    option_fields,
 )
-from xentropy._numerics import FLOAT64_EPS
-from xentropy.calibration import MAX_BINS
+from xentropy.calibration import CALIBRATION_PARAMS
 
 CALIBRATION_EXAMPLE: dict[str, Any] = {
     "n_samples": 4,
@@ -58,17 +58,22 @@ CALIBRATION_EXAMPLE: dict[str, Any] = {
 }
 
 
-class Binning(StrEnum):
-    """Equal-width bins, or equal-mass bins whose edges are quantiles of the confidence."""
+if TYPE_CHECKING:  # made from the table at import time, as in app.api.schemas.common
+    Binning: TypeAlias = StrEnum
+else:
+    Binning = choice_enum(
+        "Binning",
+        "Equal-width bins, or equal-mass bins whose edges are quantiles of the confidence.",
+        CALIBRATION_PARAMS["binning"],
+    )
+ENUMS[CALIBRATION_PARAMS["binning"].choices] = Binning
 
-    uniform = "uniform"
-    quantile = "quantile"
 
-
-class CalibrationRequest(ExactlyOneInput):
+class CalibrationData(ExactlyOneInput):
     """Predictions with the labels that arrived."""
 
     model_config = ConfigDict(
+        title="CalibrationRequest",
         json_schema_extra={
             "examples": [
                 {
@@ -95,24 +100,18 @@ class CalibrationRequest(ExactlyOneInput):
         None, description="N (binary: logit of class 1, sigmoid) or N×C (softmax)."
     )
     labels: ClassIndexVector = Field(description="N labels: 0/1 for N input, in [0, C) for N×C.")
-    n_bins: Annotated[int, Field(ge=1, le=MAX_BINS), WholeFloats] = Field(
-        15, description=f"Number of bins, 1 to {MAX_BINS}."
-    )
-    binning: Binning = option(
-        Binning.uniform,
-        '`"uniform"` (equal width) or `"quantile"` (equal mass; edges are quantiles of '
-        "the binned confidence). ACE always uses quantile bins.",
-    )
     sample_weights: WeightVector | None = Field(
         None, description="N weights ≥ 0, acting as repeat counts (a bin's `count` stays a count)."
     )
-    fit_temperature: StrictBool = Field(
-        False, description="With `logits`: fit temperature scaling (Guo et al. 2017)."
-    )
-    units: Units = option(Units("nats"), "Units of `nll`: nats or bits.")
-    epsilon: float = option(
-        FLOAT64_EPS, "With `probabilities`: the NLL clips them to [ε, 1 − ε].", gt=0.0, lt=0.5
-    )
+
+
+# Options from the library's constraint table (see app.api.schemas.losses).
+CalibrationRequest: type[CalibrationData] = create_model(
+    "CalibrationRequest",
+    __base__=CalibrationData,
+    __doc__=CalibrationData.__doc__,
+    **option_fields(CALIBRATION_PARAMS),
+)
 
 
 class CalibrationBinOut(BaseModel):
