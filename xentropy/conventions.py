@@ -155,7 +155,7 @@ def _pytorch(
                 "torchvision's sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction) "
                 "has no such argument")
         return {**FOCAL_DEFAULTS, "normalization": "samples"}, Behaviour(
-            library=library, one_minus=True
+            library=library, one_minus=True, torch_logits=True
         )
     allowed = {"class_weights", "sample_weights"}
     if from_logits:
@@ -164,7 +164,7 @@ def _pytorch(
     _refuse(used, allowed, library, f"{call} has no such argument")
     defaults = {"normalization": "samples"}
     if from_logits:
-        return defaults, Behaviour(library=library)
+        return defaults, Behaviour(library=library, torch_logits=True)
     defaults["epsilon"] = None  # no clipping: each log term is clamped at -100 instead
     return defaults, Behaviour(
         library=library, log_floor=PYTORCH_LOG_FLOOR, pytorch_bce_backward=True
@@ -180,9 +180,9 @@ def _keras(
         allowed.add("ignore_index")
         if "ignore_index" in used and ("label_smoothing" in used or _focal_used(used)):
             raise not_in_convention(
-                "ignore_index", library,
-                "only SparseCategoricalCrossentropy has ignore_class, and it has neither "
-                "label smoothing nor a focal term",
+                "label_smoothing" if "label_smoothing" in used else "focal_gamma", library,
+                "only SparseCategoricalCrossentropy has ignore_class (ignore_index), and it "
+                "has neither label smoothing nor a focal term",
             )
     _refuse(used, allowed, library, "its losses have no such argument (class weights go "
             "into sample_weight in Keras)")
@@ -210,11 +210,14 @@ def _sklearn(
     library = "scikit-learn"
     _refuse(used, {"sample_weights"}, library,
             "log_loss(y_true, y_pred, normalize, sample_weight, labels) has no such argument")
-    if used.get("reduction") == "none":
-        raise not_in_convention("reduction", library, "log_loss returns no per-sample values")
+    if family == "categorical" and not labelled:
+        raise not_in_convention(
+            "targets", library,
+            "log_loss(y_true, ..., labels=range(C)) takes class labels, not target rows",
+        )
     return {"normalization": "weights"}, Behaviour(
         library=library, clip_after_link=True, one_minus=True, hard_targets=True,
-        empty_mean="ZeroDivisionError",
+        empty_mean="a ValueError (sample weights must contain a non-zero number)",
     )
 
 

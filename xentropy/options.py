@@ -207,8 +207,11 @@ class Behaviour:
       empty_mean: what the library returns for a mean over nothing (``None``: 0, as
         xentropy answers; else a 422 ``undefined_in_convention`` says it returns this).
       nan_gradient_at_zero: autograd of an unclipped log gives 0/0 at p = 0 (PyTorch).
-      hard_targets: targets must be labels: one-hot rows (categorical) or 0/1 values of
-        shape-N input (binary), as scikit-learn's ``log_loss`` takes them.
+      hard_targets: binary targets must be 0/1 labels of shape-N input, as
+        scikit-learn's ``log_loss`` takes them.
+      torch_logits: PyTorch's ``binary_cross_entropy_with_logits`` expression,
+        ``(1 - t) x - (1 + (pw - 1) t) log_sigmoid(x)``, evaluated as PyTorch writes it
+        (it cancels for t = 0 and x << 0, and that is the number PyTorch gives).
     """
 
     renormalize: bool = False
@@ -221,6 +224,7 @@ class Behaviour:
     empty_mean: str | None = None
     nan_gradient_at_zero: bool = False
     hard_targets: bool = False
+    torch_logits: bool = False
 
 
 _GROUPS = {

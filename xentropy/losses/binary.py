@@ -39,8 +39,9 @@ from xentropy.options import LossOptions
 
 __all__ = ["binary_cross_entropy", "sigmoid_binary_cross_entropy"]
 
-#: PyTorch's binary_cross_entropy backward divides by max(p (1 - p), this).
-_PYTORCH_BCE_EPSILON = 1e-12
+#: PyTorch's binary_cross_entropy backward divides by max(p (1 - p), this): its EPSILON,
+#: a C++ float 1e-12, promoted to double.
+_PYTORCH_BCE_EPSILON = float(np.float32(1e-12))
 
 _OPTIONS_DOC = """
     Options (keyword-only; see :data:`xentropy.options.BINARY_PARAMS`):
@@ -177,9 +178,7 @@ def _binary(
         eps = options.smoothing.label_smoothing
         ts = t * (1.0 - eps) + 0.5 * eps
     pw = _per_column("pos_weight", weights.pos_weight, x.ndim, c, high=None)
-    pos_t = ts if pw is None else pw * ts
-
-    terms = _bce_terms(x, ts, pos_t, from_logits, options)
+    terms = _bce_terms(x, ts, pw, from_logits, options)
     focal = options.focal
     if focal.active:
         alpha = _per_column("focal_alpha", focal.focal_alpha, x.ndim, c, high=1.0)
@@ -210,12 +209,20 @@ def _binary(
 
 
 def _bce_terms(
-    x: np.ndarray, ts: np.ndarray, pos_t: np.ndarray, from_logits: bool, options: LossOptions
+    x: np.ndarray,
+    ts: np.ndarray,
+    pw: np.ndarray | float | None,
+    from_logits: bool,
+    options: LossOptions,
 ) -> _Terms:
     """The binary cross-entropy of each element and its derivative, by the convention's
-    formula (the exact softplus / log1p forms unless a library writes it otherwise)."""
+    formula (the exact softplus / log1p forms unless a library writes it otherwise);
+    ``pw`` weighs the positive term."""
     behaviour = options.behaviour
     want_gradient = options.return_gradient
+    pos_t = ts if pw is None else pw * ts
+    if from_logits and behaviour.torch_logits:
+        return _torch_logit_terms(x, ts, pw, want_gradient)
     if from_logits and not behaviour.clip_after_link:
         # -log σ(x) = softplus(-x) and -log(1 - σ(x)) = softplus(x): stable for any x.
         log_prob, log_comp = -softplus(-x), -softplus(x)
@@ -225,7 +232,9 @@ def _bce_terms(
         return _Terms(bce, d_bce, prob, comp, log_prob, log_comp, None, 0, prob * comp)
 
     eps = options.clipping.epsilon
-    p = sigmoid(x) if from_logits else x
+    # The sigmoid as Keras (jax.nn.sigmoid) and scikit-learn (scipy's expit) compute it,
+    # before they clip: 1 - p of a p near 1 depends on its last bit.
+    p = 1.0 / (1.0 + np.exp(-x)) if from_logits else x
     if eps is None:  # PyTorch: no clipping (its log terms are clamped instead)
         return _unclipped_terms(p, ts, pos_t, options)
     inside = (p >= eps) & (1.0 - p >= eps)  # 1 - eps may round to 1: see categorical
@@ -251,6 +260,23 @@ def _bce_terms(
     bce = -(pos_t * log_prob + (1.0 - ts) * log_comp)
     d_bce = (1.0 - ts) / comp - pos_t / prob if want_gradient else None
     return _Terms(bce, d_bce, prob, comp, None, None, inside, n_clipped, 1.0)
+
+
+def _torch_logit_terms(
+    x: np.ndarray, ts: np.ndarray, pw: np.ndarray | float | None, want_gradient: bool
+) -> _Terms:
+    """PyTorch's ``binary_cross_entropy_with_logits``, term by term as PyTorch writes it:
+    ``(1 - t) x - (1 + (pw - 1) t) log_sigmoid(x)`` with
+    ``log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|))``, and its backward
+    ``(pw t + 1 - t) σ(x) - pw t`` with ``σ(x) = 1 / (1 + exp(-x))``. For t = 0 and
+    x << 0 the first form cancels (PyTorch's value, not the exact softplus)."""
+    log_sigmoid = np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
+    lw = 1.0 if pw is None else 1.0 + (pw - 1.0) * ts
+    bce = (1.0 - ts) * x - lw * log_sigmoid
+    prob = 1.0 / (1.0 + np.exp(-x))
+    pos_t = ts if pw is None else pw * ts
+    d_bce = (pos_t + 1.0 - ts) * prob - pos_t if want_gradient else None
+    return _Terms(bce, d_bce, prob, 1.0 - prob, None, None, None, 0, prob * (1.0 - prob))
 
 
 def _unclipped_terms(

@@ -223,8 +223,6 @@ def _categorical(
         t = np.ascontiguousarray(as_float_array(targets, "targets", ndim=2))
         check_same_shape(t, "targets", x.shape, field)
         check_distributions(t, "targets")
-        if options.behaviour.hard_targets:
-            _check_one_hot(t, options)
         counted = np.ones(n, dtype=bool)
         y = None
     s_counted = s * counted
@@ -250,13 +248,13 @@ def _categorical(
     link = _link(x, from_logits, options)
     if link.underflow is not None:
         _raise_if_overflowing(coef, link.underflow, field)
+    if options.behaviour.nan_gradient_at_zero:
+        _refuse_undefined(x, coef, options, labelled=labelled)
     focal = options.focal
     if focal.active:
         losses, u = _focal_terms(link, coef, focal.focal_gamma)
     else:
         losses, u = _cross_entropy_terms(link.log_o, coef)
-    if options.behaviour.nan_gradient_at_zero:
-        _refuse_undefined(x, losses, coef, options)
     gradient = link.backward(u) if options.return_gradient else None
     return finish(losses, gradient, batch, options, n_clipped=link.n_clipped)
 
@@ -337,8 +335,9 @@ def _link(x: np.ndarray, from_logits: bool, options: LossOptions) -> _Link:
         total = p.sum(axis=1, keepdims=True)
         p = p / total
     if eps is None:  # the log of the probabilities as sent (PyTorch's torch.log(p))
-        with np.errstate(divide="ignore"):
-            log_p = np.log(p)
+        # A zero is refused before this is used where PyTorch has no finite answer (see
+        # _refuse_undefined); elsewhere (off the label) its coefficient is 0.
+        log_p = np.log(np.where(p > 0, p, 1.0))
         return _Link(log_p, p, 1.0 - p, 0, lambda u: _divide(u, x, x > 0))
     # 1 - p >= eps, not p <= 1 - eps: for eps < 2^-54, 1 - eps rounds to 1.
     inside = (p >= eps) & (1.0 - p >= eps)
@@ -402,41 +401,32 @@ def _raise_if_overflowing(coef: np.ndarray, underflow: np.ndarray, field: str) -
 
 
 def _refuse_undefined(
-    p: np.ndarray, losses: np.ndarray, coef: np.ndarray, options: LossOptions
+    p: np.ndarray, coef: np.ndarray, options: LossOptions, *, labelled: bool
 ) -> None:
-    """PyTorch's log of unclipped probabilities: where it has no finite answer, say so."""
+    """PyTorch's log of unclipped probabilities: where it has no finite answer, say so.
+
+    ``nll_loss`` picks the label's log-probability (inf where it is log 0); the
+    probability-target form multiplies every entry (0 · log 0 = nan); autograd of
+    ``torch.log`` at 0 is 0/0 = nan wherever the entry is.
+    """
     library = options.behaviour.library
     zero = p == 0
-    if not np.isfinite(losses).all():
-        # The label's (or a target's) probability is 0: log 0 = -inf.
-        pos = first_index(zero & (coef != 0))
+    needed = zero & (coef != 0)
+    if needed.any() or (not labelled and zero.any()):
+        what, where = ("inf", needed) if needed.any() else ("nan", zero)
         raise InputError(
             "probabilities",
-            f"{library} returns inf here: log(0) at a probability of 0 that the target "
-            "needs (torch.log(p) is not clipped); use convention 'xentropy' (clips to "
-            "epsilon) or send logits",
-            position=pos, kind="undefined_in_convention",
+            f"{library} returns {what} here: torch.log(p) is not clipped, and this "
+            "probability is 0; use convention 'xentropy' (clips to epsilon) or send logits",
+            position=first_index(where), kind="undefined_in_convention",
         )
     if options.return_gradient and zero.any():
-        pos = first_index(zero)
         raise InputError(
             "probabilities",
             f"{library}'s autograd returns nan here: the derivative of torch.log(p) at p = 0 "
             "is 0/0 even where the target is 0; use convention 'xentropy' or leave out "
             "return_gradient",
-            position=pos, kind="undefined_in_convention",
-        )
-
-
-def _check_one_hot(t: np.ndarray, options: LossOptions) -> None:
-    soft = ~((t == 0) | (t == 1))
-    if soft.any():
-        pos = first_index(soft)
-        raise InputError(
-            "targets",
-            f"{options.behaviour.library}'s log_loss takes labels (one-hot rows), got a soft "
-            f"target {t[pos]!r}; use convention 'xentropy' for soft targets",
-            position=pos, kind="not_in_convention",
+            position=first_index(zero), kind="undefined_in_convention",
         )
 
 
