@@ -41,7 +41,7 @@ Choices made here (the behaviour spec for the lead says more):
   ``ignore_index`` there is no Keras call (ValueError here).
 - **scikit-learn**: ``log_loss(labels, p, sample_weight, normalize, labels=range(C))``;
   logits through ``scipy.special.softmax`` / ``expit`` first; reduction "none" is one
-  ``log_loss(..., normalize=False)`` call per sample.
+  ``log_loss(..., normalize=False)`` call per sample, times its sample weight.
 """
 
 from __future__ import annotations
@@ -417,7 +417,7 @@ def sklearn_value(
     reduction: str = "mean",
 ) -> Any:
     """``log_loss``: N×C scores with integer labels, or shape-N scores of class 1 with 0/1
-    labels. "none": one ``log_loss(normalize=False)`` per sample."""
+    labels. "none": one ``log_loss(normalize=False)`` per sample, times its weight."""
     from sklearn.metrics import log_loss
 
     _check_reduction(reduction)
@@ -426,11 +426,13 @@ def sklearn_value(
     classes = list(range(p.shape[1] if p.ndim == 2 else 2))
     sw = None if sample_weights is None else np.asarray(sample_weights, dtype=np.float64)
     if reduction == "none":
-        return np.array([
-            log_loss(y[i:i + 1], p[i:i + 1], normalize=False, labels=classes,
-                     sample_weight=None if sw is None else sw[i:i + 1])
+        # log_loss refuses a single zero weight, so weigh the one-sample loss here: these
+        # are the terms its weighted sum (np.dot(loss, sample_weight)) adds up.
+        per = np.array([
+            log_loss(y[i:i + 1], p[i:i + 1], normalize=False, labels=classes)
             for i in range(len(y))
         ])
+        return per if sw is None else per * sw
     return float(log_loss(y, p, normalize=reduction == "mean", sample_weight=sw,
                           labels=classes))
 
