@@ -415,3 +415,75 @@ def test_sklearn_clipping_and_zero_weights():
     _close(g, [0.0, 0.0, 1 / 0.7])
     with pytest.raises(ValueError, match="non-zero"):
         O.sklearn_value(p, y, from_logits=False, sample_weights=np.zeros(3))
+
+
+_NUMPY_BACKEND_SCRIPT = r"""
+import json, sys
+import numpy as np
+import keras
+from keras.src.backend.common import dtypes
+keras.config.set_floatx("float64")
+dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"  # the oracle's patch
+assert keras.backend.backend() == "numpy"
+d = {k: np.asarray(v) for k, v in json.loads(sys.stdin.read()).items()}
+L, out = keras.losses, {}
+for red in ("sum_over_batch_size", "sum", None):
+    k = str(red)
+    out["cce" + k] = L.CategoricalCrossentropy(label_smoothing=0.1, reduction=red)(
+        d["t"], d["p"], sample_weight=d["s"])
+    out["scce" + k] = L.SparseCategoricalCrossentropy(ignore_class=1, from_logits=True,
+                                                      reduction=red)(d["y"], d["x"])
+    out["cfce" + k] = L.CategoricalFocalCrossentropy(gamma=1.5, reduction=red)(d["t"], d["p"])
+    out["bce" + k] = L.BinaryCrossentropy(reduction=red)(d["tb"], d["pb"])
+    out["bcel" + k] = L.BinaryCrossentropy(from_logits=True, reduction=red)(d["tb"], d["x"])
+    out["bfce" + k] = L.BinaryFocalCrossentropy(apply_class_balancing=True, from_logits=True,
+                                                reduction=red)(d["tb"], d["x"])
+print(json.dumps({k: np.asarray(v, dtype=np.float64).tolist() for k, v in out.items()}))
+"""
+
+
+def test_keras_numpy_backend_agrees_with_the_jax_oracle(keras):
+    """Why JAX and not KERAS_BACKEND=numpy: with the same patch, Keras' NumPy backend gives
+    the JAX oracle's numbers (≤ 1e-15) for every loss, except BCE from logits once the
+    sigmoid saturates: NumPy clips sigmoid(x) to [1e-7, 1 − 1e-7] there (JAX, TF and torch
+    use a stable log-sigmoid). And it has no gradients."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    x = RNG.normal(size=(6, 4)) * 3
+    x[0, :2] = [25.0, -30.0]  # saturated sigmoid
+    y = np.array([0, 1, 2, 3, 1, 1])
+    p, t = _softmax(x), _softmax(RNG.normal(size=(6, 4)))
+    tb, pb, s = RNG.uniform(size=(6, 4)), RNG.uniform(0.01, 0.99, size=(6, 4)), RNG.uniform(
+        0, 2, size=6)
+    data = {"x": x, "y": y, "p": p, "t": t, "tb": tb, "pb": pb, "s": s}
+    env = {**os.environ, "KERAS_BACKEND": "numpy"}
+    run = subprocess.run(
+        [sys.executable, "-c", _NUMPY_BACKEND_SCRIPT], input=json.dumps(
+            {k: v.tolist() for k, v in data.items()}), env=env, capture_output=True,
+        text=True, timeout=300, check=True,
+    )
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    for ours, red in (("mean", "sum_over_batch_size"), ("sum", "sum"), ("none", "None")):
+        _close(got["cce" + red], O.keras_categorical(p, targets=t, from_logits=False,
+                                                     label_smoothing=0.1, sample_weights=s,
+                                                     reduction=ours).value, rtol=1e-15)
+        _close(got["scce" + red], O.keras_categorical(x, y, from_logits=True, ignore_index=1,
+                                                      reduction=ours).value, rtol=1e-15)
+        _close(got["cfce" + red], O.keras_categorical(p, targets=t, from_logits=False,
+                                                      focal_gamma=1.5, reduction=ours).value,
+               rtol=1e-15)
+        _close(got["bce" + red], O.keras_binary(pb, tb, from_logits=False,
+                                                reduction=ours).value, rtol=1e-15)
+        _close(got["bfce" + red], O.keras_binary(x, tb, from_logits=True, focal_gamma=2.0,
+                                                 focal_alpha=0.25, reduction=ours).value,
+               rtol=1e-15)
+    bcel = np.array(got["bcelNone"])
+    ref = O.keras_binary(x, tb, from_logits=True, reduction="none").value
+    _close(bcel[1:], ref[1:], rtol=1e-15)  # unsaturated rows agree
+    sig = np.clip(1 / (1 + np.exp(-x[0])), 1e-7, 1 - 1e-7)  # the NumPy backend's row 0
+    _close(bcel[0], np.mean(-(tb[0] * np.log(sig) + (1 - tb[0]) * np.log(1 - sig))),
+           rtol=1e-14)
+    assert abs(bcel[0] - ref[0]) / ref[0] > 1e-3
