@@ -1,15 +1,24 @@
-"""The README's curl examples print what the README says they print."""
+"""The README's examples print what the README says they print: every curl command,
+every `python -c` command and every Python session."""
 
 from __future__ import annotations
 
+import doctest
+import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
-EXAMPLES = re.findall(r"```console\n\$ (curl [^\n]+)\n(.*?)\n```", README, re.S)
+# [^`]: a block's output never spans into the next block.
+EXAMPLES = re.findall(r"```console\n\$ (curl [^\n]+)\n([^`]*?)\n```", README)
+PYTHON_COMMANDS = re.findall(r"```console\n\$ (python -c [^\n]+)\n([^`]*?)\n```", README)
+SESSIONS = re.findall(r"```pycon\n(.*?)```", README, re.S)
 
 
 def _request(command: str) -> tuple[str, str, bytes | None]:
@@ -42,3 +51,36 @@ def test_readme_diagram_is_what_the_service_draws(client):
                     headers={"content-type": "application/json"})
     assert r.status_code == 200
     assert r.text == (root / "docs" / "reliability-diagram.svg").read_text()
+
+
+@pytest.mark.parametrize(("command", "printed"), PYTHON_COMMANDS)
+def test_readme_python_command(command, printed):
+    """Run in a fresh interpreter, as a newcomer would after `pip install .`."""
+    args = shlex.split(command)
+    out = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.rstrip("\n") == printed
+
+
+def test_readme_has_a_library_example_and_a_session():
+    assert PYTHON_COMMANDS and SESSIONS
+
+
+@pytest.mark.parametrize("session", SESSIONS)
+def test_readme_python_session(session):
+    test = doctest.DocTestParser().get_doctest(session, {}, "README", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries > 0
+
+
+def test_readme_pytorch_convention_example_is_what_pytorch_computes():
+    torch = pytest.importorskip("torch", reason="PyTorch oracle not installed (oracles extra)")
+    command, printed = next((c, p) for c, p in EXAMPLES if '"convention": "pytorch"' in c)
+    body = json.loads(shlex.split(command)[shlex.split(command).index("-d") + 1])
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(body["logits"], dtype=torch.float64), torch.tensor(body["labels"]),
+        label_smoothing=body["label_smoothing"],
+    ).item()
+    assert json.loads(printed)["loss"] == pytest.approx(expected, rel=1e-12)
+    assert np.isfinite(expected)
