@@ -146,6 +146,12 @@ def divergences(
         ``"epsilon"``, ``"reduction"``, ``"units"``), and on ``q_logits`` whose range within
         a row is so large that a probability with ``p > 0`` underflows to 0 (the
         cross-entropy would be infinite: "overflows float64").
+
+    >>> r = divergences([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]], [[0.4, 0.4, 0.2], [0.2, 0.2, 0.6]])
+    >>> round(r.cross_entropy, 12) == round(r.entropy + r.kl_divergence, 12)
+    True
+    >>> round(r.kl_divergence, 6), round(r.js_divergence, 6)
+    (0.130867, 0.042651)
     """
     # C order whatever the layout sent: row sums then add the same terms in the same
     # order, so that results are bit-identical for C, Fortran and strided input (FIX:
