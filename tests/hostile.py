@@ -123,6 +123,8 @@ def _null_allowed(path: str, where: tuple[Any, ...], answer: dict[str, Any]) -> 
     name = where[-1]
     if path in (CAT, BIN) and where == ("loss",):
         return answer["reduction"] == "none"
+    if path in (CAT, BIN) and where[0] == "resolved":
+        return name in ("epsilon", "ignore_index", "focal_alpha")  # null: not used
     if path == DIV and len(where) == 1:
         return answer["reduction"] == "none"
     if path == CAL:

@@ -31,6 +31,7 @@ from xentropy._validation import (
     Param,
     as_float_array,
     check_distributions,
+    check_exactly_one,
     check_same_shape,
     first_index,
 )
@@ -159,13 +160,7 @@ def divergences(
     # contiguous axis only).
     p_arr = np.ascontiguousarray(as_float_array(p, "p", ndim=2))
     check_distributions(p_arr, "p")
-    if (q is None) == (q_logits is None):
-        got = "both" if q is not None else "neither"
-        raise InputError(
-            "q_logits" if q is not None else "q",
-            f"expected exactly one of q and q_logits, got {got}",
-            kind="missing" if q is None else "exclusive",
-        )
+    check_exactly_one("q", q, "q_logits", q_logits)
     if q is not None:
         q_arr = np.ascontiguousarray(as_float_array(q, "q", ndim=2))
         check_same_shape(q_arr, "q", p_arr.shape, "p")

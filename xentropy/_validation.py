@@ -260,6 +260,18 @@ def interval_text(
     return f"{lo}{low_text}, {high_text}{hi}"
 
 
+def check_exactly_one(first: str, first_value: Any, second: str, second_value: Any) -> None:
+    """Raise unless exactly one of two arguments is given (not None): ``missing`` naming
+    the first when neither is, ``exclusive`` naming the second when both are."""
+    if (first_value is None) == (second_value is None):
+        both = first_value is not None
+        raise InputError(
+            second if both else first,
+            f"expected exactly one of {first} and {second}, got {'both' if both else 'neither'}",
+            kind="exclusive" if both else "missing",
+        )
+
+
 def check_choice(value: str, field: str, choices: Sequence[str]) -> str:
     """Raise unless ``value`` is one of ``choices``."""
     if value not in choices:

@@ -17,6 +17,7 @@ from xentropy._validation import (
     Param,
     as_float_array,
     check_distributions,
+    check_exactly_one,
     check_labels,
     check_range,
 )
@@ -199,13 +200,7 @@ def calibration_report(
     >>> round(r.ece, 6), round(r.mce, 6), r.accuracy
     (0.0875, 0.2, 0.75)
     """
-    if (probabilities is None) == (logits is None):
-        got = "both" if logits is not None else "neither"
-        raise InputError(
-            "logits" if logits is not None else "probabilities",
-            f"expected exactly one of probabilities and logits, got {got}",
-            kind="missing" if logits is None else "exclusive",
-        )
+    check_exactly_one("probabilities", probabilities, "logits", logits)
     z: np.ndarray | None = None
     if probabilities is not None:
         # C order whatever the layout sent (FIX: per-class means and the NLL differed in

@@ -8,14 +8,18 @@ from app.api.body import JsonBody, SettingsDep, parse_request
 from app.api.diagram import reliability_diagram
 from app.api.openapi import json_request_body
 from app.api.responses import result_response
-from app.api.schemas.calibration import CalibrationRequest, CalibrationResponse
+from app.api.schemas.calibration import (
+    CalibrationData,
+    CalibrationRequest,
+    CalibrationResponse,
+)
 from app.api.schemas.common import ERROR_RESPONSES
 from xentropy.calibration import CALIBRATION_PARAMS, CalibrationResult, calibration_report
 
 router = APIRouter(prefix="/v1/calibration", tags=["calibration"], responses=ERROR_RESPONSES)
 
 
-def _report(req: CalibrationRequest) -> CalibrationResult:
+def _report(req: CalibrationData) -> CalibrationResult:
     return calibration_report(
         req.probabilities, req.labels, logits=req.logits, sample_weights=req.sample_weights,
         **{name: getattr(req, name) for name in CALIBRATION_PARAMS},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import (
     ENUMS,
@@ -16,7 +16,7 @@ from app.api.schemas.common import (
     Units,
     WeightVector,
     choice_enum,
-    option_fields,
+    request_model,
 )
 from xentropy.calibration import CALIBRATION_PARAMS
 
@@ -106,12 +106,7 @@ class CalibrationData(ExactlyOneInput):
 
 
 # Options from the library's constraint table (see app.api.schemas.losses).
-CalibrationRequest: type[CalibrationData] = create_model(
-    "CalibrationRequest",
-    __base__=CalibrationData,
-    __doc__=CalibrationData.__doc__,
-    **option_fields(CALIBRATION_PARAMS),
-)
+CalibrationRequest = request_model(CalibrationData, CALIBRATION_PARAMS)
 
 
 class CalibrationBinOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Sized
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self, TypeAlias, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self, TypeAlias, TypeVar, Union
 
 import numpy as np
 from pydantic import (
@@ -23,8 +23,10 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from app.api.codec import DTYPES, ArraySpec, decode_array
-from xentropy._validation import InputError, Param
+from xentropy._validation import InputError, Param, check_exactly_one
 from xentropy.options import CATEGORICAL_PARAMS
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def choice_enum(name: str, doc: str, param: Param) -> type[StrEnum]:
@@ -299,17 +301,7 @@ class RequestModel(BaseModel):
     @model_validator(mode="after")
     def _field_rules(self) -> Self:
         for first, second in self.exactly_one_of:
-            sent_first = getattr(self, first) is not None
-            sent_second = getattr(self, second) is not None
-            if sent_first and sent_second:
-                raise InputError(
-                    second, f"expected exactly one of {first} and {second}, got both",
-                    kind="exclusive",
-                )
-            if not (sent_first or sent_second):
-                raise InputError(
-                    first, f"expected one of {first} or {second}, got neither", kind="missing"
-                )
+            check_exactly_one(first, getattr(self, first), second, getattr(self, second))
         for field, other, reason in self.not_with:
             if getattr(self, field) is not None and getattr(self, other) is not None:
                 raise InputError(
@@ -407,6 +399,16 @@ def option_fields(params: dict[str, Param]) -> dict[str, Any]:
             annotation = annotation | None
         fields[name] = (annotation, Field(param.default, description=param.doc))
     return fields
+
+
+def request_model(base: type[M], params: dict[str, Param]) -> type[M]:
+    """The request body: ``base`` (the data fields and the rules between them) with every
+    option of the library's constraint table ``params``, named by ``base``'s title."""
+    name = str(base.model_config.get("title", base.__name__))
+    model: type[M] = create_model(
+        name, __base__=base, __doc__=base.__doc__, **option_fields(params)
+    )
+    return model
 
 
 def option(default: Any, description: str, **constraints: Any) -> Any:

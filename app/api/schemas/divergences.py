@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import (
     FloatMatrix,
@@ -14,7 +14,7 @@ from app.api.schemas.common import (
     ResponseEncoding,
     Units,
     option,
-    option_fields,
+    request_model,
 )
 from xentropy._divergences import DIVERGENCE_PARAMS
 
@@ -47,12 +47,7 @@ class DivergenceData(RequestModel):
 
 
 # Options from the library's constraint table (see app.api.schemas.losses).
-DivergenceRequest: type[DivergenceData] = create_model(
-    "DivergenceRequest",
-    __base__=DivergenceData,
-    __doc__=DivergenceData.__doc__,
-    **option_fields(DIVERGENCE_PARAMS),
-)
+DivergenceRequest = request_model(DivergenceData, DIVERGENCE_PARAMS)
 
 
 class DivergenceRows(BaseModel):

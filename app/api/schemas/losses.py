@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import (
     Convention,
@@ -22,7 +22,7 @@ from app.api.schemas.common import (
     ResponseEncoding,
     Units,
     option,
-    option_fields,
+    request_model,
 )
 from xentropy.options import BINARY_PARAMS, CATEGORICAL_PARAMS
 
@@ -102,18 +102,8 @@ class BinaryLossData(ExactlyOneInput):
 
 # The option fields come from the library's constraint tables (types, bounds, defaults,
 # descriptions), so the OpenAPI document and the library cannot disagree.
-CategoricalLossRequest: type[CategoricalLossData] = create_model(
-    "CategoricalLossRequest",
-    __base__=CategoricalLossData,
-    __doc__=CategoricalLossData.__doc__,
-    **option_fields(CATEGORICAL_PARAMS),
-)
-BinaryLossRequest: type[BinaryLossData] = create_model(
-    "BinaryLossRequest",
-    __base__=BinaryLossData,
-    __doc__=BinaryLossData.__doc__,
-    **option_fields(BINARY_PARAMS),
-)
+CategoricalLossRequest = request_model(CategoricalLossData, CATEGORICAL_PARAMS)
+BinaryLossRequest = request_model(BinaryLossData, BINARY_PARAMS)
 
 
 class LossDiagnostics(BaseModel):
