@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from xentropy._divergences import DivergenceResult, DivergenceRows, divergences
 from xentropy._validation import InputError
 from xentropy.calibration import (
+    Approximation,
     CalibrationBin,
     CalibrationResult,
     ClassCalibration,
@@ -31,6 +32,15 @@ from xentropy.losses import (
     softmax_cross_entropy_with_integer_labels,
 )
 from xentropy.options import LossOptions
+from xentropy.states import (
+    State,
+    StateError,
+    empty_like,
+    finalize,
+    merge,
+    state,
+)
+from xentropy.states import from_json as state_from_json
 
 try:
     __version__ = version("xentropy")
@@ -38,6 +48,7 @@ except PackageNotFoundError:  # a source tree that was not installed
     __version__ = "0.0.0"
 
 __all__ = [
+    "Approximation",
     "CalibrationBin",
     "CalibrationResult",
     "ClassCalibration",
@@ -47,6 +58,8 @@ __all__ = [
     "LossDiagnostics",
     "LossOptions",
     "LossResult",
+    "State",
+    "StateError",
     "TemperatureFit",
     "__version__",
     "binary_cross_entropy",
@@ -54,7 +67,12 @@ __all__ = [
     "categorical_cross_entropy",
     "categorical_cross_entropy_with_integer_labels",
     "divergences",
+    "empty_like",
+    "finalize",
+    "merge",
     "sigmoid_binary_cross_entropy",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
+    "state",
+    "state_from_json",
 ]

@@ -20,7 +20,8 @@ Conventions (the HTTP contract, "POST /v1/divergences"):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -36,6 +37,9 @@ from xentropy._validation import (
     first_index,
 )
 from xentropy.options import CATEGORICAL_PARAMS
+
+if TYPE_CHECKING:
+    from xentropy.states.divergences import DivergenceState
 
 __all__ = ["DIVERGENCE_PARAMS", "DivergenceResult", "DivergenceRows", "divergences"]
 
@@ -57,6 +61,12 @@ DIVERGENCE_PARAMS: dict[str, Param] = {
         "boolean", False,
         "Include the derivative of the reduced cross-entropy with respect to `q` (plain "
         "partial derivative, 0 where clipped) or `q_logits`.",
+    ),
+    "return_state": Param(
+        "boolean", False,
+        "Include `state`: the number of rows and the compensated sums of the four per-row "
+        "values, which `POST /v1/merge` combines with those of other batches. Needs "
+        'reduction `"mean"` or `"sum"`.',
     ),
 }
 
@@ -83,25 +93,29 @@ class DivergenceResult:
       cross_entropy: reduced H(p, q), or ``None``.
       kl_divergence: reduced KL(p‖q), or ``None``.
       js_divergence: reduced JS(p, q), or ``None``.
-      per_row: the four per-row arrays, shape (N,) each, always computed.
+      per_row: the four per-row arrays, shape (N,) each, always computed (``None`` for a
+        result finalized from a state).
       gradient: shape (N, C), derivative of the reduced cross-entropy with respect to the
         input that was sent (``q`` or ``q_logits``); ``None`` unless asked for.
       n_samples: N.
       n_classes: C.
       units: ``"nats"`` or ``"bits"``.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+      state: the batch's :class:`~xentropy.states.DivergenceState` with
+        ``return_state=True`` (for a finalized result, the state it comes from).
     """
 
     entropy: float | None
     cross_entropy: float | None
     kl_divergence: float | None
     js_divergence: float | None
-    per_row: DivergenceRows
+    per_row: DivergenceRows | None
     gradient: np.ndarray | None
     n_samples: int
     n_classes: int
     units: str
     reduction: str
+    state: DivergenceState | None = field(default=None, repr=False)
 
 
 def divergences(
@@ -113,6 +127,7 @@ def divergences(
     reduction: str = "mean",
     units: str = "nats",
     return_gradient: bool = False,
+    return_state: bool = False,
 ) -> DivergenceResult:
     """Entropy, cross-entropy, KL and JS divergence of the rows of ``p`` against ``q``.
 
@@ -138,6 +153,8 @@ def divergences(
         with ``q`` the plain partial derivative ``−p/q`` (not projected onto the simplex),
         exactly 0 where ``q < ε`` was clipped; with ``q_logits`` ``softmax(q_logits)·Σp − p``.
         Divided by N for ``"mean"``; ``"none"`` gives the gradient of the sum of the rows.
+      return_state: also return ``state`` (:mod:`xentropy.states`): the rows' sums, which
+        merge with those of other batches; needs ``"mean"`` or ``"sum"``.
 
     Returns:
       A :class:`DivergenceResult`.
@@ -172,6 +189,14 @@ def divergences(
     DIVERGENCE_PARAMS["reduction"].check(reduction, "reduction")
     DIVERGENCE_PARAMS["units"].check(units, "units")
     return_gradient = DIVERGENCE_PARAMS["return_gradient"].check(return_gradient, "return_gradient")
+    return_state = DIVERGENCE_PARAMS["return_state"].check(return_state, "return_state")
+    if return_state and reduction == "none":
+        raise InputError(
+            "return_state",
+            "expected reduction 'mean' or 'sum' with return_state: a state holds sums, and "
+            "per-row values ('none') do not merge",
+            kind="not_applicable",
+        )
 
     n, c = p_arr.shape
     p_pos = p_arr > 0
@@ -279,6 +304,12 @@ def divergences(
             _reduce(v, reduction, field)
             for v in (rows.entropy, rows.cross_entropy, rows.kl_divergence, rows.js_divergence)
         ]
+    state = None
+    if return_state:
+        from xentropy.states.divergences import divergence_state  # builds on this module
+
+        state = divergence_state(rows, n_classes=c, from_logits=q is None, units=units,
+                                 reduction=reduction, epsilon=eps)
     return DivergenceResult(
         entropy=reduced[0],
         cross_entropy=reduced[1],
@@ -290,6 +321,7 @@ def divergences(
         n_classes=c,
         units=units,
         reduction=reduction,
+        state=state,
     )
 
 

@@ -46,7 +46,7 @@ FOCAL_DEFAULTS = {"focal_alpha": 0.25, "focal_gamma": 2.0}
 #: Options every convention takes: how to reduce and report, not what to compute. An
 #: explicit ``normalization`` (or any option the convention sets a default for) wins over
 #: the convention, and ``resolved`` says so.
-_ALWAYS = {"reduction", "normalization", "units", "return_gradient"}
+_ALWAYS = {"reduction", "normalization", "units", "return_gradient", "return_state"}
 
 
 def resolve(

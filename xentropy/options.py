@@ -66,6 +66,12 @@ _CONVENTION = Param(
     "422 `not_in_convention`; `resolved` in the response shows every value it set.",
     choices=CONVENTIONS,
 )
+_RETURN_STATE = Param(
+    "boolean", False,
+    "Include `state`: the sufficient statistics of the batch (counts and compensated sums, "
+    "of fixed size) that `POST /v1/merge` combines with those of other batches into the "
+    'answer for all of them. Needs reduction `"mean"` or `"sum"`.',
+)
 _SAMPLE_WEIGHTS = Param("array", None, "N non-negative sample weights.", low=0.0)
 
 #: The categorical losses' options (``/v1/losses/categorical``).
@@ -96,6 +102,7 @@ CATEGORICAL_PARAMS: dict[str, Param] = {
     "epsilon": _EPSILON,
     "units": _UNITS,
     "return_gradient": _RETURN_GRADIENT,
+    "return_state": _RETURN_STATE,
     "convention": _CONVENTION,
 }
 
@@ -133,6 +140,7 @@ BINARY_PARAMS: dict[str, Param] = {
     "epsilon": _EPSILON,
     "units": _UNITS,
     "return_gradient": _RETURN_GRADIENT,
+    "return_state": _RETURN_STATE,
     "convention": _CONVENTION,
 }
 
@@ -244,6 +252,7 @@ class LossOptions:
       reduction, smoothing, focal, weights, clipping: the option groups.
       behaviour: the reproduced library's numerics (see :class:`Behaviour`).
       return_gradient: whether the gradient is computed.
+      return_state: whether the result carries its state (:mod:`xentropy.states`).
       resolved: the effective value of every option the convention set, by name.
     """
 
@@ -256,6 +265,7 @@ class LossOptions:
     clipping: Clipping = field(default_factory=Clipping)
     behaviour: Behaviour = field(default_factory=Behaviour)
     return_gradient: bool = False
+    return_state: bool = False
     resolved: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -305,6 +315,13 @@ class LossOptions:
         values = {name: param.default for name, param in params.items()}
         values.update(defaults)
         values.update(used)
+        if values["return_state"] and values["reduction"] == "none":
+            raise InputError(
+                "return_state",
+                "expected reduction 'mean' or 'sum' with return_state: a state holds sums, "
+                "and per-sample values ('none') do not merge",
+                kind="not_applicable",
+            )
         groups: dict[str, dict[str, Any]] = {group: {} for group in _GROUPS}
         for name, value in values.items():
             if name in _GROUP_OF:
@@ -314,6 +331,7 @@ class LossOptions:
             convention=convention,
             behaviour=behaviour,
             return_gradient=bool(values["return_gradient"]),
+            return_state=bool(values["return_state"]),
             resolved=describe(family, values, behaviour, from_logits=from_logits,
                               labelled=labelled),
             **{group: _GROUPS[group](**kwargs) for group, kwargs in groups.items()},
@@ -323,6 +341,8 @@ class LossOptions:
         """The effective value of the flat option ``name`` (e.g. ``"focal_gamma"``)."""
         if name == "return_gradient":
             return self.return_gradient
+        if name == "return_state":
+            return self.return_state
         if name == "convention":
             return self.convention
         return getattr(getattr(self, _GROUP_OF[name]), name)

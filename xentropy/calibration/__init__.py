@@ -35,6 +35,7 @@ Conventions (the HTTP contract, "Precise semantics > Calibration"):
 from xentropy.calibration.binning import MAX_BINS
 from xentropy.calibration.report import (
     CALIBRATION_PARAMS,
+    Approximation,
     CalibrationBin,
     CalibrationResult,
     ClassCalibration,
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_LOGIT_RANGE",
     "TEMPERATURE_MAX",
     "TEMPERATURE_MIN",
+    "Approximation",
     "CalibrationBin",
     "CalibrationResult",
     "ClassCalibration",

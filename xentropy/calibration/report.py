@@ -6,7 +6,8 @@ The field names and their order in the result classes are those of the HTTP resp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -32,6 +33,9 @@ from xentropy.calibration.metrics import (
 )
 from xentropy.calibration.temperature import _centred_logits, _solve_temperature
 
+if TYPE_CHECKING:
+    from xentropy.states.calibration import CalibrationState
+
 #: The options of :func:`calibration_report` (``/v1/calibration``).
 CALIBRATION_PARAMS: dict[str, Param] = {
     "n_bins": Param("integer", 15, f"Number of bins, 1 to {MAX_BINS}.", low=1, high=MAX_BINS),
@@ -48,6 +52,12 @@ CALIBRATION_PARAMS: dict[str, Param] = {
     "epsilon": Param(
         "number", FLOAT64_EPS, "With `probabilities`: the NLL clips them to [ε, 1 − ε].",
         low=0.0, high=0.5, low_open=True, high_open=True,
+    ),
+    "return_state": Param(
+        "boolean", False,
+        "Include `state`: the sufficient statistics of the batch (counts, compensated sums, "
+        "a fine confidence histogram), of fixed size, that `POST /v1/merge` combines with "
+        "those of other batches. Temperature scaling is not part of a state.",
     ),
 }
 
@@ -116,6 +126,23 @@ class TemperatureFit:
 
 
 @dataclass(frozen=True)
+class Approximation:
+    """A statistic of a result finalized from a state that the state gives only
+    approximately (see :mod:`xentropy.states.calibration`), with a bound on its error.
+
+    Attributes:
+      statistic: ``"ace"``, ``"ece"``, ``"mce"``, ``"rmsce"``, ``"bins"`` or
+        ``"per_class.ece"``.
+      error_bound: |approximate − exact| is at most this (for ``"bins"``: the share of
+        the total weight that may lie in another bin; for ``"per_class.ece"``: the largest
+        bound over the classes).
+    """
+
+    statistic: str
+    error_bound: float
+
+
+@dataclass(frozen=True)
 class CalibrationResult:
     """Result of :func:`calibration_report` (field names as in the HTTP response).
 
@@ -130,8 +157,14 @@ class CalibrationResult:
       ace: ECE over ``n_bins`` equal-mass (quantile) bins.
       bins: ``n_bins`` :class:`CalibrationBin`, in order, empty ones included.
       per_class: one :class:`ClassCalibration` per class (multi-class), else ``None``.
-      temperature: the :class:`TemperatureFit` when asked for, else ``None``.
+      temperature: the :class:`TemperatureFit` when asked for, else ``None`` (always
+        ``None`` for a result finalized from a state).
       units, binning, n_bins: the options used.
+      approximate: ``None`` for a result computed from the samples; for a result
+        finalized from a state, the statistics it gives approximately (quantile bins and
+        ACE), each with a bound on its error.
+      state: the batch's :class:`~xentropy.states.CalibrationState` with
+        ``return_state=True`` (and for a finalized result, the state it comes from).
     """
 
     n_samples: int
@@ -150,6 +183,8 @@ class CalibrationResult:
     units: str
     binning: str
     n_bins: int
+    approximate: tuple[Approximation, ...] | None = None
+    state: CalibrationState | None = field(default=None, repr=False)
 
 
 def calibration_report(
@@ -163,6 +198,7 @@ def calibration_report(
     fit_temperature: bool = False,
     units: str = "nats",
     epsilon: float = FLOAT64_EPS,
+    return_state: bool = False,
 ) -> CalibrationResult:
     """Calibration statistics of probabilistic predictions against integer labels.
 
@@ -177,6 +213,8 @@ def calibration_report(
       fit_temperature: also fit temperature scaling (logits only).
       units: ``"nats"`` (default) or ``"bits"``, for the NLL values.
       epsilon: with probabilities, the NLL clips them to [ε, 1 − ε]; in (0, 0.5).
+      return_state: also return ``state``, the batch's sufficient statistics
+        (:mod:`xentropy.states`), which merge with those of other batches.
 
     Returns:
       A :class:`CalibrationResult`. Definitions, with W_b the weight, acc_b the weighted mean
@@ -235,6 +273,7 @@ def calibration_report(
         )
     CALIBRATION_PARAMS["units"].check(units, "units")
     eps = CALIBRATION_PARAMS["epsilon"].check(epsilon, "epsilon")
+    return_state = CALIBRATION_PARAMS["return_state"].check(return_state, "return_state")
 
     # Normalised weights (sum 1) for every weighted mean: w_i / W <= 1, so a mean of finite
     # values can never overflow even where their plain sum would.
@@ -257,6 +296,12 @@ def calibration_report(
     if fit_temperature:
         assert z is not None  # checked above
         temperature = _temperature_fit(z, y, w, wn, model, nll, ece, n, binning, units)
+    state = None
+    if return_state:
+        from xentropy.states.calibration import calibration_state  # builds on this module
+
+        state = calibration_state(model, y, w, n_bins=n, binning=binning, units=units,
+                                  epsilon=eps, from_logits=z is not None)
 
     return CalibrationResult(
         n_samples=n_samples,
@@ -275,6 +320,7 @@ def calibration_report(
         units=units,
         binning=binning,
         n_bins=n,
+        state=state,
     )
 
 

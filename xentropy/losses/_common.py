@@ -6,9 +6,10 @@ effective weights of the counted entries (``"weights"``) or their number (``"sam
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from xentropy._validation import (
     first_index,
 )
 from xentropy.options import LossOptions
+
+if TYPE_CHECKING:
+    from xentropy.states.losses import BinaryLossState, CategoricalLossState
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class LossResult:
       loss: the reduced loss; ``None`` with reduction ``"none"``.
       losses: per-sample (categorical, shape (N,); binary under the Keras convention too)
         or per-element (binary, the input's shape) losses, every weight already applied,
-        ignored/masked entries 0.
+        ignored/masked entries 0; ``None`` for a result finalized from a state.
       gradient: derivative of ``loss`` (of ``losses.sum()`` with ``"none"``) with respect
         to the input that was given, same shape as that input; ``None`` unless asked for.
       n_samples: N.
@@ -53,10 +57,12 @@ class LossResult:
       options: the validated options of the call (echoed: ``units``, ``reduction``,
         ``normalization``, ``convention``, ``resolved``).
       diagnostics: numerics counts.
+      state: the batch's state (:mod:`xentropy.states`) with ``return_state=True`` (and
+        for a result finalized from a state, that state); else ``None``.
     """
 
     loss: float | None
-    losses: np.ndarray
+    losses: np.ndarray | None
     gradient: np.ndarray | None
     n_samples: int
     n_classes: int
@@ -64,6 +70,7 @@ class LossResult:
     weight_sum: float
     options: LossOptions
     diagnostics: LossDiagnostics
+    state: CategoricalLossState | BinaryLossState | None = field(default=None, repr=False)
 
     @property
     def units(self) -> str:
@@ -171,6 +178,18 @@ def finish(
         n_ignored=int(batch.counted.size - np.count_nonzero(batch.counted)),
         weight_sum=denominator, options=options, diagnostics=LossDiagnostics(n_clipped),
     )
+
+
+def with_state(
+    result: LossResult, batch: Batch, *, from_logits: bool, labelled: bool
+) -> LossResult:
+    """``result`` with its state when the call asked for one (``return_state``)."""
+    if not result.options.return_state:
+        return result
+    from xentropy.states.losses import loss_state  # the states build on this module
+
+    state = loss_state(result, batch, from_logits=from_logits, labelled=labelled)
+    return dataclasses.replace(result, state=state)
 
 
 def _mean(

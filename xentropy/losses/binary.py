@@ -34,6 +34,7 @@ from xentropy.losses._common import (
     finish,
     per_class_value,
     sample_weight_vector,
+    with_state,
 )
 from xentropy.options import LossOptions
 
@@ -52,8 +53,8 @@ _OPTIONS_DOC = """
       label_smoothing: ε in [0, 1): targets become ``t (1 - ε) + ε / 2`` (Keras).
       focal_gamma, focal_alpha: binary focal loss ``α_t (1 - p_t)^γ BCE`` (RetinaNet),
         alpha a scalar or shape (C,) in [0, 1] weighing positives, 1 - alpha negatives.
-      reduction, normalization, units, return_gradient, convention: as for the
-        categorical losses; "mean" averages over every counted element.
+      reduction, normalization, units, return_gradient, return_state, convention: as for
+        the categorical losses; "mean" averages over every counted element.
       epsilon: with probabilities, clip to [epsilon, 1 - epsilon] before the log.
 """
 
@@ -205,7 +206,8 @@ def _binary(
             field=field, n_samples=n, n_classes=c, counted=np.ones(n, dtype=bool),
             weights=weight.mean(axis=1), weights_field=batch.weights_field,
         )
-    return finish(losses, grad, batch, options, n_clipped=terms.n_clipped)
+    result = finish(losses, grad, batch, options, n_clipped=terms.n_clipped)
+    return with_state(result, batch, from_logits=from_logits, labelled=False)
 
 
 def _bce_terms(

@@ -43,6 +43,7 @@ from xentropy.losses._common import (
     finish,
     per_class_value,
     sample_weight_vector,
+    with_state,
 )
 from xentropy.options import Behaviour, LossOptions
 
@@ -66,6 +67,8 @@ _OPTIONS_DOC = """
       reduction: "mean", "sum" or "none"; normalization: "weights" or "samples".
       epsilon: with probabilities, clip to [epsilon, 1 - epsilon] before the log.
       units: "nats" or "bits"; return_gradient: also return d loss / d input.
+      return_state: also return ``state``, the batch's sufficient statistics
+        (:mod:`xentropy.states`), which merge with those of other batches.
       convention: "xentropy", "pytorch", "keras" or "sklearn" (see xentropy.conventions).
 """
 
@@ -168,7 +171,7 @@ for _f in (softmax_cross_entropy, softmax_cross_entropy_with_integer_labels,
 #: ``epsilon`` is here because the fast kernel's exact log-softmax never clips.
 _FAST_OPTIONS = frozenset({
     "class_weights", "sample_weights", "ignore_index", "label_smoothing", "reduction",
-    "normalization", "units", "return_gradient", "epsilon",
+    "normalization", "units", "return_gradient", "epsilon", "return_state",
 })
 
 
@@ -241,7 +244,7 @@ def _categorical(
         assert y is not None
         result = _softmax_with_labels(x, y, s_counted, w, options, batch)
         if result is not None:
-            return result
+            return with_state(result, batch, from_logits=from_logits, labelled=labelled)
 
     x = np.ascontiguousarray(x, dtype=np.float64)
     coef = _coefficients(y, t, s_counted, w, options, n, c)
@@ -256,7 +259,8 @@ def _categorical(
     else:
         losses, u = _cross_entropy_terms(link.log_o, coef)
     gradient = link.backward(u) if options.return_gradient else None
-    return finish(losses, gradient, batch, options, n_clipped=link.n_clipped)
+    result = finish(losses, gradient, batch, options, n_clipped=link.n_clipped)
+    return with_state(result, batch, from_logits=from_logits, labelled=labelled)
 
 
 def _coefficients(

@@ -1,0 +1,1056 @@
+"""State of :func:`xentropy.calibration_report`: ``"calibration"``.
+
+What it holds (weighted sums are compensated pairs ``[hi, lo]`` of the sample weights
+divided by ``2**weight_exponent``, the power of two that puts the batch's largest weight
+in [1, 2) (0 without weights), so that tiny and huge weights keep every bit; merging
+rescales to the largest exponent):
+
+* ``totals``: Σw, Σw·correct, Σw·confidence, Σw·NLL (in nats), Σw·Brier: the accuracy,
+  mean confidence, NLL and Brier score.
+* ``histogram``: a fine histogram of the binned value (top-label confidence; binary: p)
+  over fixed cells (:func:`histogram_edges`): per non-empty cell its count, Σw, Σw·value,
+  Σw·outcome, Σw·|outcome − value|, and the smallest and largest value. The cells refine
+  the ``n_bins`` uniform bins, so uniform bins, ECE, MCE and RMSCE are exact sums of
+  cells. Quantile bins are not (their edges are sample quantiles): from a state they are
+  the quantile bins of the cells, with a bound on the error (see below).
+* ``per_class`` (multi-class): per class its count, Σw of its samples, Σw·correct of its
+  samples and Σw·p_k over all samples; and per (class k, uniform bin b) cell that holds a
+  p_k, Σw·(1[y = k] − p_k) (the class-wise ECE is Σ_b |that| / Σw). With quantile binning
+  the cells also hold Σw, Σw·|1[y = k] − p_k| and the smallest and largest p_k, for the
+  approximate class-wise quantile bins. Sparse: only cells that hold a value are listed.
+
+Temperature scaling needs the logits themselves (each Newton step sums over samples at
+a new T), so it is not part of a state: a result finalized from a state has no
+``temperature``.
+
+**Quantile bins from a state.** A state keeps the histogram, not the samples, so the
+weighted quantiles are only known to the cell that holds them. The bins of a state are
+the quantile bins of the cells (each cell goes, whole, to the bin of its smallest value;
+a bin's upper edge is the largest value it holds), and the result lists every statistic
+that comes from them under ``approximate``, with a bound on the error:
+
+* A cell can hold samples of more than one exact bin only if a quantile target
+  t_k = k·W/n_bins falls strictly inside its cumulative weight, and its values are not all
+  equal (a cell of one value, such as p = 1, is never split: ties are never split). Only
+  those *ambiguous* cells (and cells within a relative 1e-10 of a target, to cover
+  rounding) differ from the exact binning.
+* Moving one sample of weight w and gap d = outcome − value from one bin to another
+  changes Σ_b |Σ_{i in b} w_i d_i| by at most 2·w·|d| (the triangle inequality, twice),
+  so |ECE_state − ECE_exact| <= 2 Σ_{ambiguous cells} Σw|d| / W: the ``ece`` and ``ace``
+  bounds.
+* For MCE and RMSCE each bin's exact gap sum and weight lie within the ambiguous cells'
+  Σw|d| and Σw of the approximate ones; the bounds are the extremes of the statistic
+  over those intervals (a bin's gap is at most 1, and D²/W_b <= |D|).
+* For ``bins``: the share of the total weight that lies in ambiguous cells (samples that
+  may belong to another bin).
+* For ``per_class.ece``: the largest of the per-class ECE bounds (the same argument, per
+  class, over its cells).
+
+``histogram_edges(15)`` has 1402 cells: 1035 of width 1/1035 and two tails of 4 cells per
+halving of the distance to 0 and to 1 (down to 2^-60), where confidences pile up. JSON
+sizes with every cell a top-label confidence can reach and every class-bin in use (15
+bins, weighted): 0.19 MB for 10 classes, 0.25 MB for 100, 0.87 MB for 1000 (quantile
+binning, whose class-bins carry four more fields: 0.21, 0.41 and 2.2 MB). A small batch
+fills few cells, and a state lists only those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import numpy as np
+
+from xentropy import _compensated
+from xentropy._numerics import UNITS, to_units
+from xentropy._validation import InputError
+from xentropy.calibration.binning import BINNINGS, MAX_BINS, _BinSums
+from xentropy.calibration.metrics import _calibration_error, _Model
+from xentropy.calibration.report import (
+    CALIBRATION_PARAMS,
+    Approximation,
+    CalibrationResult,
+    ClassCalibration,
+    _bins,
+)
+from xentropy.states._base import (
+    TOLERANCE,
+    VERSION,
+    Path,
+    State,
+    StateError,
+    check_agree,
+    check_at_most,
+    check_close,
+    check_non_negative,
+    inconsistent,
+    read_bool,
+    read_choice,
+    read_counts,
+    read_int,
+    read_number,
+    read_numbers,
+    read_object,
+    read_pair,
+    read_pairs,
+)
+
+#: At least this many equal-width cells in the confidence histogram (a multiple of
+#: n_bins, so that the cells refine the uniform bins).
+HISTOGRAM_CELLS = 1024
+#: Cells per halving of the distance to 0 and to 1 below 1/HISTOGRAM_CELLS.
+TAIL_CELLS_PER_OCTAVE = 4
+_TAIL_OCTAVES = 60
+#: Cumulative weights within this relative distance of a quantile target count as
+#: ambiguous (rounding of the sums of either side).
+AMBIGUITY = 1e-10
+#: Largest and smallest weight exponent (frexp) of a float64.
+_EXPONENTS = (-1074, 1024)
+
+
+@lru_cache(maxsize=128)
+def histogram_edges(n_bins: int) -> np.ndarray:
+    """The edges of the confidence histogram of states with ``n_bins`` bins (read-only).
+
+    Cells are half-open intervals (lower, upper], the first one holds 0, as bins are.
+    The edges are the uniform grid j/U (U = n_bins·⌈HISTOGRAM_CELLS / n_bins⌉, so every
+    bin edge k/n_bins is one of them, the same float) and, below 1/U, the tails
+    2^(-i/4) and 1 − 2^(-i/4).
+
+    >>> e = histogram_edges(15)
+    >>> len(e) - 1, float(e[0]), float(e[-1]), bool(np.isin(np.arange(16) / 15, e).all())
+    (1402, 0.0, 1.0, True)
+    """
+    u = n_bins * -(-HISTOGRAM_CELLS // n_bins)
+    uniform = np.arange(u + 1) / u
+    tail = 2.0 ** (-np.arange(1, TAIL_CELLS_PER_OCTAVE * _TAIL_OCTAVES + 1)
+                   / TAIL_CELLS_PER_OCTAVE)
+    tail = tail[tail < uniform[1]]
+    edges = np.unique(np.concatenate([uniform, tail, 1.0 - tail]))
+    edges.setflags(write=False)
+    return edges
+
+
+@lru_cache(maxsize=128)
+def _cell_bins(n_bins: int) -> np.ndarray:
+    """The uniform bin of each histogram cell (the cells refine the bins)."""
+    edges = histogram_edges(n_bins)
+    bin_edges = np.arange(n_bins + 1) / n_bins
+    out = np.searchsorted(bin_edges[1:-1], edges[1:], side="left")
+    out.setflags(write=False)
+    return out
+
+
+def _cell_of(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The cell (lower, upper] of each value (the first cell also holds its lower edge)."""
+    return np.searchsorted(edges[1:-1], values, side="left")
+
+
+# --------------------------------------------------------------------------- the classes
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """What two calibration states must share to merge.
+
+    Attributes:
+      input: ``"probabilities"`` or ``"logits"``.
+      binary: input of shape N (the probability of class 1) rather than N×C.
+      n_classes: C (2 for binary input).
+      n_bins, binning, units: as requested.
+      epsilon: the NLL's clipping margin of probabilities; ``None`` with logits.
+    """
+
+    input: str
+    binary: bool
+    n_classes: int
+    n_bins: int
+    binning: str
+    units: str
+    epsilon: float | None
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationTotals:
+    """Weighted sums over every sample, each ``[hi, lo]`` (weights ÷ 2**weight_exponent).
+
+    Attributes:
+      weight: Σw; correct: Σw·correct (top label; binary: p > 0.5 against the label);
+      confidence: Σw·confidence (binary: p); nll: Σw·NLL in nats; brier: Σw·Brier.
+    """
+
+    weight: np.ndarray
+    correct: np.ndarray
+    confidence: np.ndarray
+    nll: np.ndarray
+    brier: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class ConfidenceHistogram:
+    """The non-empty cells of the confidence histogram, in cell order (shape (K,) or
+    (K, 2) for pairs).
+
+    Attributes:
+      index: the cell, in [0, len(histogram_edges(n_bins)) − 1).
+      count: samples in the cell (>= 1).
+      weight, confidence, outcome, abs_gap: Σw, Σw·value, Σw·outcome and
+        Σw·|outcome − value| over the cell.
+      min, max: the smallest and largest value in the cell.
+    """
+
+    index: np.ndarray
+    count: np.ndarray
+    weight: np.ndarray
+    confidence: np.ndarray
+    outcome: np.ndarray
+    abs_gap: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class ClassCells:
+    """Per (class k, uniform bin b) cells that hold a p_k, at ``index`` k·n_bins + b.
+
+    Attributes:
+      index: shape (K,), increasing.
+      gap: Σw·(1[y = k] − p_k) over the cell, (K, 2).
+      weight, abs_gap, min, max: with quantile binning only (else ``None``): Σw,
+        Σw·|1[y = k] − p_k|, and the smallest and largest p_k of the cell.
+    """
+
+    index: np.ndarray
+    gap: np.ndarray
+    weight: np.ndarray | None
+    abs_gap: np.ndarray | None
+    min: np.ndarray | None
+    max: np.ndarray | None
+
+
+@dataclass(frozen=True, eq=False)
+class PerClassSums:
+    """Per-class sums of multi-class input (C entries each).
+
+    Attributes:
+      count: samples labelled k; weight: their Σw; correct: their Σw·correct;
+      probability: Σw·p_k over all samples; cells: the class-wise bins.
+    """
+
+    count: np.ndarray
+    weight: np.ndarray
+    correct: np.ndarray
+    probability: np.ndarray
+    cells: ClassCells
+
+
+_QUANTILE_CELL_FIELDS = ("weight", "abs_gap", "min", "max")
+_BELOW_TWO = ("expected less than 2 × count: each weight is below 2**(weight_exponent + 1) "
+              "(the largest is in [1, 2) × 2**weight_exponent)")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CalibrationState(State):
+    """State of :func:`xentropy.calibration_report` (``kind`` ``"calibration"``); see the
+    module docstring.
+
+    Attributes:
+      n_samples: N.
+      weight_exponent: every weighted sum is of the weights divided by 2**weight_exponent.
+      totals, histogram, per_class: the sums (``per_class`` ``None`` for binary input).
+    """
+
+    kind: ClassVar[str] = "calibration"
+    version: int = field(default=VERSION, init=False)
+    options: CalibrationOptions
+    n_samples: int
+    weight_exponent: int
+    totals: CalibrationTotals
+    histogram: ConfidenceHistogram
+    per_class: PerClassSums | None
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "version": self.version,
+            "options": dataclasses.asdict(self.options),
+            "n_samples": self.n_samples,
+            "weight_exponent": self.weight_exponent,
+            "totals": _arrays_json(self.totals),
+            "histogram": _arrays_json(self.histogram),
+            "per_class": None if self.per_class is None else {
+                **_arrays_json(self.per_class, skip=("cells",)),
+                "cells": _arrays_json(self.per_class.cells),
+            },
+        }
+
+    @classmethod
+    def read(cls, obj: dict[str, Any]) -> CalibrationState:
+        obj = read_object(obj, (), ("kind", "version", "options", "n_samples",
+                                    "weight_exponent", "totals", "histogram", "per_class"),
+                          ("per_class",))
+        options = _read_options(obj["options"])
+        n_samples = read_int(obj["n_samples"], ("n_samples",))
+        exponent = read_int(obj["weight_exponent"], ("weight_exponent",),
+                            low=_EXPONENTS[0], high=_EXPONENTS[1])
+        t = read_object(obj["totals"], ("totals",), CalibrationTotals.__dataclass_fields__)
+        totals = CalibrationTotals(**{
+            name: read_pair(t[name], ("totals", name)) for name in t
+        })
+        histogram = _read_histogram(obj["histogram"], options)
+        per_class = None
+        if options.binary:
+            if obj["per_class"] is not None:
+                raise StateError("expected null for binary input (no classes)",
+                                 path=("per_class",), kind="not_applicable")
+        else:
+            if obj["per_class"] is None:
+                raise StateError("expected the per-class sums of multi-class input, got null",
+                                 path=("per_class",), kind="not_applicable")
+            per_class = _read_per_class(obj["per_class"], options)
+        state = cls(options=options, n_samples=n_samples, weight_exponent=exponent,
+                    totals=totals, histogram=histogram, per_class=per_class)
+        state._check()
+        return state
+
+    def _check(self) -> None:
+        """Sums that contradict the counts or each other (see the module docstring)."""
+        o, n, t, h = self.options, self.n_samples, self.totals, self.histogram
+        for name in CalibrationTotals.__dataclass_fields__:
+            check_non_negative(getattr(t, name), ("totals", name), name)
+        w = float(t.weight[0])
+        check_at_most(np.asarray(w), 2.0 * n, ("totals", "weight"), _BELOW_TWO)
+        if n and w < 1 - TOLERANCE:
+            raise inconsistent("expected at least 1: the largest weight is at least "
+                               "2**weight_exponent", ("totals", "weight"))
+        for name, bound in (("correct", 1.0), ("confidence", 1.0),
+                            ("brier", 1.0 if o.binary else 2.0)):
+            check_at_most(getattr(t, name)[0], bound * w, ("totals", name),
+                          f"expected at most {bound:g} × weight (a mean of values <= {bound:g})")
+        if n == 0 and (w or t.nll[0] or t.brier[0] or t.correct[0] or t.confidence[0]):
+            raise inconsistent("expected 0: the state holds no samples", ("totals",))
+        if int(h.count.sum()) != n:
+            raise inconsistent(f"expected the counts to add up to n_samples = {n}, got "
+                               f"{int(h.count.sum())}", ("histogram", "count"))
+        hw = h.weight[:, 0]
+        check_close(float(h.weight[:, 0].sum()), w, ("histogram", "weight"),
+                    "expected the cell weights to add up to totals.weight")
+        check_close(float(h.confidence[:, 0].sum()), float(t.confidence[0]),
+                    ("histogram", "confidence"),
+                    "expected the cells to add up to totals.confidence")
+        if not o.binary:
+            check_close(float(h.outcome[:, 0].sum()), float(t.correct[0]),
+                        ("histogram", "outcome"),
+                        "expected the cells to add up to totals.correct (the outcome of "
+                        "multi-class input is top-label correctness)")
+        check_at_most(hw, 2.0 * h.count, ("histogram", "weight"), _BELOW_TWO)
+        check_at_most(h.outcome[:, 0], hw, ("histogram", "outcome"),
+                      "expected at most the cell's weight (outcomes are 0 or 1)")
+        check_at_most(h.abs_gap[:, 0], hw, ("histogram", "abs_gap"),
+                      "expected at most the cell's weight (|outcome − value| <= 1)")
+        check_at_most(np.abs(h.outcome[:, 0] - h.confidence[:, 0]), h.abs_gap[:, 0],
+                      ("histogram", "abs_gap"),
+                      "expected at least |outcome − confidence| (the triangle inequality)",
+                      scale=h.outcome[:, 0] + h.confidence[:, 0])
+        check_at_most(h.confidence[:, 0], hw * h.max, ("histogram", "confidence"),
+                      "expected at most weight × max (the values lie in [min, max])")
+        check_at_most(hw * h.min, h.confidence[:, 0], ("histogram", "confidence"),
+                      "expected at least weight × min (the values lie in [min, max])")
+        if self.per_class is not None:
+            _check_per_class(self.per_class, o, n, w)
+
+    # ------------------------------------------------------------------ algebra
+
+    def empty(self) -> CalibrationState:
+        zero = np.zeros(2)
+        nothing = np.zeros(0, np.int64)
+        pairs = np.zeros((0, 2))
+        values = np.zeros(0)
+        per_class = None
+        if self.per_class is not None:
+            c = self.options.n_classes
+            quantile = self.options.binning == "quantile"
+            per_class = PerClassSums(
+                count=np.zeros(c, np.int64), weight=np.zeros((c, 2)),
+                correct=np.zeros((c, 2)), probability=np.zeros((c, 2)),
+                cells=ClassCells(nothing, pairs, *(
+                    (pairs, pairs, values, values) if quantile else (None,) * 4)),
+            )
+        return CalibrationState(
+            options=self.options, n_samples=0, weight_exponent=0,
+            totals=CalibrationTotals(zero, zero, zero, zero, zero),
+            histogram=ConfidenceHistogram(nothing, nothing, pairs, pairs, pairs, pairs,
+                                          values, values),
+            per_class=per_class,
+        )
+
+    @classmethod
+    def merge_all(cls, states: Sequence[Any]) -> CalibrationState:
+        check_agree(states)
+        options = states[0].options
+        live = [s for s in states if s.n_samples > 0] or [states[0]]
+        exponent = max(s.weight_exponent for s in live)
+        scale = [math.ldexp(1.0, s.weight_exponent - exponent) for s in live]
+
+        def merged(get: Any) -> np.ndarray:
+            out = _compensated.merge_pairs(np.stack([get(s) * f for s, f in zip(live, scale,
+                                                                                strict=True)]))
+            if not np.isfinite(out).all():
+                raise InputError("states", "a sum of the merged states overflows float64",
+                                 kind="overflow")
+            return out
+
+        totals = CalibrationTotals(**{
+            name: merged(lambda s, name=name: getattr(s.totals, name))
+            for name in CalibrationTotals.__dataclass_fields__
+        })
+        histogram = _merge_cells(
+            [s.histogram for s in live], scale, ("weight", "confidence", "outcome",
+                                                 "abs_gap"), ConfidenceHistogram,
+        )
+        per_class = None
+        if live[0].per_class is not None:
+            pcs = [s.per_class for s in live]
+            cell_fields = ("gap", "weight", "abs_gap") if options.binning == "quantile" else (
+                "gap",)
+            per_class = PerClassSums(
+                count=np.sum([p.count for p in pcs], axis=0),
+                weight=merged(lambda s: s.per_class.weight),
+                correct=merged(lambda s: s.per_class.correct),
+                probability=merged(lambda s: s.per_class.probability),
+                cells=_merge_cells([p.cells for p in pcs], scale, cell_fields, ClassCells),
+            )
+        return CalibrationState(
+            options=options, n_samples=sum(s.n_samples for s in states),
+            weight_exponent=exponent if any(s.n_samples for s in states) else 0,
+            totals=totals, histogram=histogram, per_class=per_class,
+        )
+
+    def finalize(self) -> CalibrationResult:
+        """The :class:`CalibrationResult` of the samples the state describes, with
+        ``approximate`` listing what the state cannot give exactly (see the module
+        docstring) and no ``temperature``."""
+        o, t = self.options, self.totals
+        w = float(t.weight[0])
+        if self.n_samples == 0 or not w > 0:
+            raise InputError("states", "the merged states hold no samples of positive "
+                             "weight: no mean exists", kind="zero_denominator")
+        nll = to_units(float(t.nll[0]) / w, o.units)
+        if not math.isfinite(nll):
+            raise InputError("states", f"the mean NLL overflows float64 in {o.units}",
+                             kind="overflow")
+        approximate: list[Approximation] = []
+        cells = _TopCells.of(self.histogram)
+        quantile = _quantile_bins(cells, o.n_bins, w)
+        ace = quantile.ece
+        ace_entry = Approximation("ace", quantile.ece_bound)
+        if o.binning == "uniform":
+            top = _uniform_bins(self.histogram, o.n_bins, self.weight_exponent)
+            ece = float(_calibration_error(top, "l1")[0])
+            mce = float(_calibration_error(top, "max")[0])
+            rmsce = float(_calibration_error(top, "l2")[0])
+            approximate.append(ace_entry)
+        else:
+            top = quantile.sums(self.weight_exponent)
+            ece, mce, rmsce = quantile.ece, quantile.mce, quantile.rmsce
+            approximate += [
+                Approximation("ece", quantile.ece_bound),
+                Approximation("mce", quantile.mce_bound),
+                Approximation("rmsce", quantile.rmsce_bound),
+                ace_entry,
+                Approximation("bins", quantile.weight_share),
+            ]
+        per_class = None
+        if self.per_class is not None:
+            per_class, bound = _per_class_result(self.per_class, o, w)
+            if bound is not None:
+                approximate.append(Approximation("per_class.ece", bound))
+        return CalibrationResult(
+            n_samples=self.n_samples,
+            n_classes=o.n_classes,
+            accuracy=min(max(float(t.correct[0]) / w, 0.0), 1.0),
+            mean_confidence=min(max(float(t.confidence[0]) / w, 0.0), 1.0),
+            nll=nll,
+            brier=min(max(float(t.brier[0]) / w, 0.0), 1.0 if o.binary else 2.0),
+            ece=ece, mce=mce, rmsce=rmsce, ace=ace,
+            bins=_bins(top),
+            per_class=per_class,
+            temperature=None,
+            units=o.units, binning=o.binning, n_bins=o.n_bins,
+            approximate=tuple(approximate),
+            state=self,
+        )
+
+
+# --------------------------------------------------------------------------- building
+
+
+def calibration_state(
+    model: _Model, y: np.ndarray, w: np.ndarray, *, n_bins: int, binning: str, units: str,
+    epsilon: float, from_logits: bool,
+) -> CalibrationState:
+    """The state of one call of :func:`calibration_report` (its per-sample model)."""
+    binary = model.probs.ndim == 1
+    exponent = int(np.frexp(w.max())[1]) - 1  # the largest weight in [1, 2) × 2**exponent
+    ws = np.ldexp(w, -exponent)
+    totals = CalibrationTotals(
+        weight=_compensated.total(ws),
+        correct=_compensated.total(ws * model.correct),
+        confidence=_compensated.total(ws * model.confidence),
+        nll=_compensated.total(ws * model.nll),
+        brier=_compensated.total(ws * model.brier),
+    )
+    if not np.isfinite(totals.nll).all():
+        raise InputError("logits", "the sum of the NLL of this batch overflows float64, so "
+                         "it has no state (a state holds sums); split the batch",
+                         kind="overflow")
+    edges = histogram_edges(n_bins)
+    values = model.confidence
+    index, slot = _slots(_cell_of(values, edges), len(edges) - 1)
+    k = index.shape[0]
+    gap = model.outcome - values
+    histogram = ConfidenceHistogram(
+        index=index,
+        count=np.bincount(slot, minlength=k),
+        weight=_compensated.group_sums(slot, ws, k),
+        confidence=_compensated.group_sums(slot, ws * values, k),
+        outcome=_compensated.group_sums(slot, ws * model.outcome, k),
+        abs_gap=_compensated.group_sums(slot, ws * np.abs(gap), k),
+        **_extremes(slot, values, k),
+    )
+    return CalibrationState(
+        options=CalibrationOptions(
+            input="logits" if from_logits else "probabilities", binary=binary,
+            n_classes=2 if binary else int(model.probs.shape[1]), n_bins=n_bins,
+            binning=binning, units=units, epsilon=None if from_logits else float(epsilon),
+        ),
+        n_samples=int(y.shape[0]),
+        weight_exponent=exponent,
+        totals=totals,
+        histogram=histogram,
+        per_class=None if binary else _per_class_sums(model, y, ws, n_bins, binning),
+    )
+
+
+def _slots(cells: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``cells`` (increasing) and the slot of each element among them."""
+    flat = cells.ravel()
+    if size <= max(4 * flat.size, 1 << 16):
+        present = np.bincount(flat, minlength=size) > 0
+        index = np.flatnonzero(present)
+        lookup = np.zeros(size, np.int64)
+        lookup[index] = np.arange(index.shape[0])
+        return index.astype(np.int64), lookup[flat]
+    index, slot = np.unique(flat, return_inverse=True)
+    return index.astype(np.int64), slot.ravel()
+
+
+def _extremes(slot: np.ndarray, values: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    lowest = np.full(k, np.inf)
+    highest = np.full(k, -np.inf)
+    np.minimum.at(lowest, slot, values.ravel())
+    np.maximum.at(highest, slot, values.ravel())
+    return {"min": lowest + 0.0, "max": highest + 0.0}
+
+
+def _per_class_sums(
+    model: _Model, y: np.ndarray, ws: np.ndarray, n_bins: int, binning: str
+) -> PerClassSums:
+    probs = model.probs
+    n, c = probs.shape
+    rows = np.arange(n)
+    bin_edges = np.arange(n_bins + 1) / n_bins
+    keys = np.searchsorted(bin_edges[1:-1], probs, side="left")
+    keys += n_bins * np.arange(c)
+    index, slot = _slots(keys, c * n_bins)
+    del keys
+    k = index.shape[0]
+    # w·(1[y = k] − p_k): −w·p everywhere, + w at the label.
+    signed = probs * -ws[:, None]
+    signed[rows, y] += ws
+    quantile = binning == "quantile"
+    cells = ClassCells(
+        index=index,
+        gap=_compensated.group_sums(slot, signed.ravel(), k),
+        weight=_compensated.group_sums(slot, np.broadcast_to(ws[:, None], probs.shape), k)
+        if quantile else None,
+        abs_gap=_compensated.group_sums(slot, np.abs(signed).ravel(), k) if quantile else None,
+        **(_extremes(slot, probs, k) if quantile else {"min": None, "max": None}),
+    )
+    del signed
+    return PerClassSums(
+        count=np.bincount(y, minlength=c).astype(np.int64),
+        weight=_compensated.group_sums(y, ws, c),
+        correct=_compensated.group_sums(y, ws * model.correct, c),
+        probability=_compensated.column_sums(ws[:, None] * probs),
+        cells=cells,
+    )
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def _merge_cells(parts: Sequence[Any], scale: Sequence[float], sums: tuple[str, ...],
+                 cls: Any) -> Any:
+    """Sparse cells merged: the union of the indices, sums per index."""
+    index = np.concatenate([p.index for p in parts])
+    distinct, slot = np.unique(index, return_inverse=True)
+    k = distinct.shape[0]
+    out: dict[str, Any] = {"index": distinct.astype(np.int64)}
+    names = {f.name for f in dataclasses.fields(cls)}
+    if "count" in names:
+        out["count"] = np.bincount(slot, np.concatenate([p.count for p in parts]),
+                                   minlength=k).astype(np.int64)
+    for name in names - {"index", "count"}:
+        if getattr(parts[0], name) is None:
+            out[name] = None
+        elif name in ("min", "max"):
+            values = np.concatenate([getattr(p, name) for p in parts])
+            extreme = np.full(k, np.inf if name == "min" else -np.inf)
+            (np.minimum if name == "min" else np.maximum).at(extreme, slot, values)
+            out[name] = extreme
+        elif name in sums:
+            pairs = np.concatenate([getattr(p, name) * f for p, f in zip(parts, scale,
+                                                                          strict=True)])
+            merged = _compensated.group_merge_pairs(slot, pairs, k)
+            if not np.isfinite(merged).all():
+                raise InputError("states", "a sum of the merged states overflows float64",
+                                 kind="overflow")
+            out[name] = merged
+    return cls(**out)
+
+
+# --------------------------------------------------------------------------- finalizing
+
+
+def _uniform_bins(h: ConfidenceHistogram, n_bins: int, exponent: int) -> _BinSums:
+    """The exact uniform bins: sums of the cells they are made of."""
+    b = _cell_bins(n_bins)[h.index]
+    return _BinSums(
+        count=np.bincount(b, h.count, minlength=n_bins).astype(np.int64)[None, :],
+        weight=_compensated.group_merge_pairs(b, h.weight, n_bins)[None, :, 0],
+        sum_confidence=_compensated.group_merge_pairs(b, h.confidence, n_bins)[None, :, 0],
+        sum_outcome=_compensated.group_merge_pairs(b, h.outcome, n_bins)[None, :, 0],
+        shift=exponent,
+        edges=np.arange(n_bins + 1) / n_bins,
+    )
+
+
+@dataclass(frozen=True)
+class _TopCells:
+    """One row of cells in value order, as the quantile approximation needs them."""
+
+    count: np.ndarray | None
+    weight: np.ndarray
+    confidence: np.ndarray | None
+    outcome: np.ndarray | None
+    gap: np.ndarray
+    abs_gap: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+
+    @classmethod
+    def of(cls, h: ConfidenceHistogram) -> _TopCells:
+        gap = h.outcome[:, 0] - h.confidence[:, 0] + (h.outcome[:, 1] - h.confidence[:, 1])
+        return cls(h.count, h.weight, h.confidence, h.outcome, gap, h.abs_gap[:, 0],
+                   h.min, h.max)
+
+
+@dataclass(frozen=True)
+class _Quantile:
+    """Quantile bins of cells, and the bounds of what they give (see the module)."""
+
+    bin_of_cell: np.ndarray
+    cells: _TopCells
+    n_bins: int
+    total: float
+    ece: float
+    mce: float
+    rmsce: float
+    ece_bound: float
+    mce_bound: float
+    rmsce_bound: float
+    weight_share: float
+
+    def sums(self, exponent: int) -> _BinSums:
+        """The approximate bins as the report writes them (top-label cells only)."""
+        c, b, n = self.cells, self.bin_of_cell, self.n_bins
+        assert c.count is not None and c.confidence is not None and c.outcome is not None
+        highest = np.full(n, -np.inf)
+        np.maximum.at(highest, b, c.max)
+        edges = np.empty(n + 1)
+        edges[0], edges[-1] = 0.0, 1.0
+        edges[1:-1] = np.maximum.accumulate(highest)[:-1] + 0.0
+        return _BinSums(
+            count=np.bincount(b, c.count, minlength=n).astype(np.int64)[None, :],
+            weight=_compensated.group_merge_pairs(b, c.weight, n)[None, :, 0],
+            sum_confidence=_compensated.group_merge_pairs(b, c.confidence, n)[None, :, 0],
+            sum_outcome=_compensated.group_merge_pairs(b, c.outcome, n)[None, :, 0],
+            shift=exponent,
+            edges=edges,
+        )
+
+
+def _quantile_bins(cells: _TopCells, n_bins: int, total: float) -> _Quantile:
+    """The quantile bins of cells (each cell whole, in the bin of its smallest value) and
+    rigorous bounds on the error of ECE, MCE and RMSCE against the exact quantile bins
+    (see the module docstring)."""
+    weight = cells.weight[:, 0]
+    cum = np.cumsum(weight)
+    targets = np.arange(1, n_bins) * cum[-1] / n_bins  # t_k = k·W / n_bins, as binned
+    below = np.concatenate([[-np.inf], cum[:-1]])
+    finite = np.isfinite(below)
+    low = np.where(finite, below * (1 - AMBIGUITY), below)
+    high = np.where(finite, below * (1 + AMBIGUITY), below)
+    bin_of_cell = np.searchsorted(targets, below, side="right")  # #{t_k <= W(before)}
+    first = np.searchsorted(targets, low, side="right")
+    last_atomic = np.searchsorted(targets, high, side="right")
+    last = np.searchsorted(targets, cum * (1 + AMBIGUITY), side="left")  # #{t_k < W(through)}
+    atomic = cells.min == cells.max
+    last = np.where(atomic, last_atomic, np.maximum(last, last_atomic))
+    ambiguous = last > first
+
+    gap_sum = _compensated.group_sums(bin_of_cell, cells.gap, n_bins)[:, 0]
+    bin_weight = _compensated.group_merge_pairs(bin_of_cell, cells.weight, n_bins)[:, 0]
+    d = np.abs(gap_sum)
+    nonempty = bin_weight > 0
+    gap = np.divide(d, bin_weight, out=np.zeros(n_bins), where=nonempty)
+    ece = float(d.sum() / total)
+    mce = float(gap.max())
+    rmsce = float(math.sqrt((d * gap).sum() / total))
+
+    # Across each boundary k (between bins k − 1 and k), the exact bins differ from these
+    # by a flow of gap mass x_k and of weight: |x_k| <= m[k], the weight at most w[k].
+    a = cells.abs_gap
+    m = np.zeros(n_bins + 1)
+    w = np.zeros(n_bins + 1)
+    for j in np.flatnonzero(ambiguous):
+        home = int(bin_of_cell[j])
+        for k in range(int(first[j]) + 1, int(last[j]) + 1):
+            if atomic[j]:  # one value: the whole cell is on one side of t_k or the other
+                m[k] += abs(cells.gap[j])
+                w[k] += weight[j]
+                continue
+            moved = weight[j]
+            if k > home:  # the samples of exact bin >= k weigh at most cum_j − t_k
+                moved = min(moved, max(0.0, cum[j] * (1 + AMBIGUITY) - targets[k - 1]))
+            m[k] += _moved_gap(cells, int(j), moved)
+            w[k] += moved
+    # ECE·W = F(x) = Σ_b |D_b + x_b − x_{b+1}|, convex: its largest value over the box
+    # |x_k| <= m[k] is at a vertex (a chain: dynamic programming over the boundaries),
+    # and it is at least Σ over runs of bins of |Σ_run D_b| − m[start] − m[end + 1].
+    rise = _largest_change(gap_sum, m)
+    fall = float(d.sum()) - _lower_bound(gap_sum, m)
+    moved_once = 2.0 * float(a[ambiguous].sum())  # each sample moves once: 2·w·|d| at most
+    ece_bound = min(max(rise, fall), moved_once) / total
+
+    alpha = m[:-1] + m[1:]
+    omega = w[:-1] + w[1:]
+    sure = bin_weight - omega > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap_low = np.where(sure, np.maximum(d - alpha, 0) / (bin_weight + omega), 0.0)
+        gap_high = np.where(sure, np.minimum(1.0, (d + alpha) / (bin_weight - omega)),
+                            np.where(bin_weight + omega > 0, 1.0, 0.0))
+        f_low = np.where(bin_weight + omega > 0,
+                         np.maximum(d - alpha, 0) ** 2 / (bin_weight + omega), 0.0)
+        f_high = np.minimum(d + alpha, np.where(sure, (d + alpha) ** 2 / (bin_weight - omega),
+                                                np.inf))
+    exact = (omega == 0) & (alpha == 0)
+    gap_low = np.where(exact, gap, gap_low)
+    gap_high = np.where(exact, gap, gap_high)
+    f_low = np.where(exact, d * gap, f_low)
+    f_high = np.where(exact, d * gap, f_high)
+    rms_low = math.sqrt(max(float(f_low.sum()) / total, 0.0))
+    rms_high = math.sqrt(max(float(f_high.sum()) / total, 0.0))
+    return _Quantile(
+        bin_of_cell=bin_of_cell, cells=cells, n_bins=n_bins, total=total,
+        ece=ece, mce=mce, rmsce=rmsce,
+        ece_bound=_round_up(ece_bound),
+        mce_bound=_round_up(max(mce - float(gap_low.max()), float(gap_high.max()) - mce, 0.0)),
+        rmsce_bound=_round_up(max(rmsce - rms_low, rms_high - rmsce, 0.0)),
+        weight_share=_round_up(float(weight[ambiguous].sum()) / total),
+    )
+
+
+def _moved_gap(cells: _TopCells, j: int, moved: float) -> float:
+    """The largest |Σ w·(outcome − value)| of samples of cell j weighing ``moved`` at most.
+
+    Outcomes are 0 or 1 and values lie in [min, max]: a subset of weight μ holds outcome
+    mass in [max(0, μ − (W − O)), min(μ, O)] (O: the cell's Σw·outcome) and value mass in
+    [μ·min, μ·max], so its gap is at most min(μ, O)·(1 − min) above 0 and
+    min(μ, W − O)·max below; and at most Σw·|outcome − value| = abs_gap either way."""
+    weight = float(cells.weight[j, 0])
+    if cells.outcome is not None:
+        o_low = o_high = float(cells.outcome[j, 0])
+    else:  # outcome mass = gap + value mass, the value mass within [W·min, W·max]
+        o_low = cells.gap[j] + weight * cells.min[j]
+        o_high = cells.gap[j] + weight * cells.max[j]
+    o_low, o_high = max(o_low, 0.0), min(o_high, weight)
+    above = min(moved, o_high) * (1.0 - cells.min[j])
+    below = min(moved, max(weight - o_low, 0.0)) * cells.max[j]
+    return float(min(cells.abs_gap[j], moved, max(above, below)))
+
+
+def _lower_bound(gaps: np.ndarray, m: np.ndarray) -> float:
+    """A lower bound of Σ_b |gaps_b + x_b − x_{b+1}| over |x_k| <= m[k] (x_0 = x_B = 0).
+
+    For any run of consecutive bins, the terms add up to at least |Σ_run gaps| minus the
+    flows at its two ends (the flows inside the run cancel): over the runs of gaps of one
+    sign (or bin by bin, whichever is larger)."""
+    n = gaps.shape[0]
+    singles = float(np.maximum(np.abs(gaps) - m[:-1] - m[1:], 0.0).sum())
+    sign = np.sign(gaps)
+    starts = np.flatnonzero(np.concatenate([[True], sign[1:] != sign[:-1]]))
+    ends = np.concatenate([starts[1:], [n]])
+    sums = np.add.reduceat(gaps, starts)
+    runs = float(np.maximum(np.abs(sums) - m[starts] - m[ends], 0.0).sum())
+    return max(singles, runs)
+
+
+def _largest_change(gaps: np.ndarray, m: np.ndarray) -> float:
+    """max over |x_k| <= m[k] (x_0 = x_B = 0) of Σ_b |gaps_b + x_b − x_{b+1}| − Σ_b |gaps_b|:
+    the function is convex, so the maximum is at a vertex; the terms form a chain, so a
+    dynamic programme over the two signs of each x_k finds it."""
+    n = gaps.shape[0]
+    if not m.any():
+        return 0.0
+    signs = np.array([-1.0, 1.0])
+    best = np.zeros(2)  # by the sign of x_b; x_0 = 0 (both entries alike)
+    previous = np.zeros(2)
+    for b in range(n):
+        x_in = previous
+        x_out = signs * m[b + 1] if b + 1 < n else np.zeros(2)
+        # value[out] = max over in of best[in] + |gap_b + x_in − x_out|
+        terms = best[:, None] + np.abs(gaps[b] + x_in[:, None] - x_out[None, :])
+        best = terms.max(axis=0)
+        previous = x_out
+    return max(float(best.max()) - float(np.abs(gaps).sum()), 0.0)
+
+
+def _round_up(bound: float) -> float:
+    """A bound, widened by the rounding of the arithmetic that produced it."""
+    return bound * (1 + 1e-12) + 1e-15 if bound > 0 else 0.0
+
+
+def _per_class_result(
+    p: PerClassSums, o: CalibrationOptions, w: float
+) -> tuple[tuple[ClassCalibration, ...], float | None]:
+    c, n_bins = o.n_classes, o.n_bins
+    class_weight = p.weight[:, 0]
+    has = class_weight > 0
+    recall = np.divide(p.correct[:, 0], class_weight, out=np.zeros(c), where=has)
+    frequency = np.clip(class_weight / w, 0.0, 1.0)
+    mean_probability = np.clip(p.probability[:, 0] / w, 0.0, 1.0)
+    cells = p.cells
+    owner = cells.index // n_bins
+    bound: float | None = None
+    if o.binning == "uniform":
+        ece = np.bincount(owner, np.abs(cells.gap[:, 0]), minlength=c) / w
+    else:
+        assert cells.weight is not None and cells.abs_gap is not None
+        assert cells.min is not None and cells.max is not None
+        ece = np.zeros(c)
+        bounds = np.zeros(c)
+        starts = np.searchsorted(owner, np.arange(c + 1))
+        for k in range(c):
+            s = slice(starts[k], starts[k + 1])
+            if s.start == s.stop:
+                continue
+            row = _TopCells(None, cells.weight[s], None, None,
+                            cells.gap[s, 0] + cells.gap[s, 1], cells.abs_gap[s, 0],
+                            cells.min[s], cells.max[s])
+            q = _quantile_bins(row, n_bins, w)
+            ece[k], bounds[k] = q.ece, q.ece_bound
+        bound = float(bounds.max())
+    result = tuple(
+        ClassCalibration(
+            class_index=k, count=int(p.count[k]), frequency=float(frequency[k]),
+            mean_probability=float(mean_probability[k]),
+            recall=float(recall[k]) if has[k] else None, ece=float(ece[k]),
+        )
+        for k in range(c)
+    )
+    return result, bound
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _arrays_json(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        if f.name in skip:
+            continue
+        value = getattr(obj, f.name)
+        out[f.name] = None if value is None else value.tolist()
+    return out
+
+
+def _read_options(value: Any) -> CalibrationOptions:
+    path: Path = ("options",)
+    o = read_object(value, path, CalibrationOptions.__dataclass_fields__, ("epsilon",))
+    options = CalibrationOptions(
+        input=read_choice(o["input"], (*path, "input"), ("probabilities", "logits")),
+        binary=read_bool(o["binary"], (*path, "binary")),
+        n_classes=read_int(o["n_classes"], (*path, "n_classes"), low=2),
+        n_bins=read_int(o["n_bins"], (*path, "n_bins"), low=1, high=MAX_BINS),
+        binning=read_choice(o["binning"], (*path, "binning"), BINNINGS),
+        units=read_choice(o["units"], (*path, "units"), UNITS),
+        epsilon=None if o["epsilon"] is None else read_number(o["epsilon"],
+                                                              (*path, "epsilon")),
+    )
+    if options.binary and options.n_classes != 2:
+        raise StateError("expected 2 for binary input", path=(*path, "n_classes"),
+                         kind="not_applicable")
+    if options.input == "logits" and options.epsilon is not None:
+        raise StateError("expected null with logits: the NLL of logits is not clipped",
+                         path=(*path, "epsilon"), kind="not_applicable")
+    if options.input == "probabilities":
+        if options.epsilon is None:
+            raise StateError("expected the NLL's clipping margin of probabilities, got null",
+                             path=(*path, "epsilon"), kind="not_applicable")
+        try:
+            CALIBRATION_PARAMS["epsilon"].check(options.epsilon, "epsilon")
+        except InputError as error:
+            raise StateError(error.message, path=(*path, "epsilon"), kind=error.kind) from None
+    return options
+
+
+def _read_histogram(value: Any, options: CalibrationOptions) -> ConfidenceHistogram:
+    path: Path = ("histogram",)
+    h = read_object(value, path, ConfidenceHistogram.__dataclass_fields__)
+    n_cells = len(histogram_edges(options.n_bins)) - 1
+    index = _read_index(h["index"], (*path, "index"), n_cells)
+    k = index.shape[0]
+    histogram = ConfidenceHistogram(
+        index=index,
+        count=read_counts(h["count"], (*path, "count"), k, low=1),
+        **{name: read_pairs(h[name], (*path, name), k)
+           for name in ("weight", "confidence", "outcome", "abs_gap")},
+        **{name: read_numbers(h[name], (*path, name), k) for name in ("min", "max")},
+    )
+    for name in ("weight", "confidence", "outcome", "abs_gap"):
+        check_non_negative(getattr(histogram, name), (*path, name), name)
+    edges = histogram_edges(options.n_bins)
+    _check_within(histogram.min, histogram.max, edges[index], edges[index + 1], index == 0,
+                  path)
+    return histogram
+
+
+def _read_index(value: Any, path: Path, size: int) -> np.ndarray:
+    index = read_counts(value, path)
+    bad = index >= size
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise StateError(f"expected a cell in [0, {size}) (the cells of these options), got "
+                         f"{int(index[i])}", path=(*path, i), kind="inconsistent_state")
+    unordered = np.diff(index) <= 0
+    if unordered.any():
+        i = int(np.flatnonzero(unordered)[0]) + 1
+        raise StateError("expected increasing cells (each cell once, in order)",
+                         path=(*path, i), kind="inconsistent_state")
+    return index
+
+
+def _check_within(lowest: np.ndarray, highest: np.ndarray, lower: np.ndarray,
+                  upper: np.ndarray, closed: np.ndarray, path: Path) -> None:
+    """min <= max, both in their cell (lower, upper] (the first cell closed at 0)."""
+    outside_min = (lowest > highest) | (lowest > upper) | (lowest < lower) | (
+        (lowest == lower) & ~closed)
+    outside_max = (highest > upper) | (highest < lower) | ((highest == lower) & ~closed)
+    for name, bad in (("min", outside_min), ("max", outside_max)):
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise inconsistent(
+                f"expected a value in the cell ({lower[i]!r}, {upper[i]!r}] with min <= max",
+                (*path, name, i),
+            )
+
+
+def _read_per_class(value: Any, options: CalibrationOptions) -> PerClassSums:
+    path: Path = ("per_class",)
+    p = read_object(value, path, PerClassSums.__dataclass_fields__)
+    c, n_bins = options.n_classes, options.n_bins
+    cells_path = (*path, "cells")
+    q = read_object(p["cells"], cells_path, ClassCells.__dataclass_fields__,
+                    _QUANTILE_CELL_FIELDS)
+    index = _read_index(q["index"], (*cells_path, "index"), c * n_bins)
+    k = index.shape[0]
+    quantile = options.binning == "quantile"
+    extra: dict[str, Any] = {}
+    for name in _QUANTILE_CELL_FIELDS:
+        at = (*cells_path, name)
+        if not quantile:
+            if q[name] is not None:
+                raise StateError("expected null with uniform binning (the class-wise bins "
+                                 "are exact)", path=at, kind="not_applicable")
+            extra[name] = None
+        elif q[name] is None:
+            raise StateError("expected the cells' values with quantile binning, got null",
+                             path=at, kind="not_applicable")
+        elif name in ("min", "max"):
+            extra[name] = read_numbers(q[name], at, k)
+        else:
+            extra[name] = read_pairs(q[name], at, k)
+            check_non_negative(extra[name], at, name)
+    cells = ClassCells(index=index, gap=read_pairs(q["gap"], (*cells_path, "gap"), k), **extra)
+    if quantile:
+        edges = np.arange(n_bins + 1) / n_bins
+        b = index % n_bins
+        assert cells.min is not None and cells.max is not None
+        _check_within(cells.min, cells.max, edges[b], edges[b + 1], b == 0, cells_path)
+    return PerClassSums(
+        count=read_counts(p["count"], (*path, "count"), c),
+        **{name: read_pairs(p[name], (*path, name), c)
+           for name in ("weight", "correct", "probability")},
+        cells=cells,
+    )
+
+
+def _check_per_class(p: PerClassSums, o: CalibrationOptions, n: int, w: float) -> None:
+    path: Path = ("per_class",)
+    for name in ("weight", "correct", "probability"):
+        check_non_negative(getattr(p, name), (*path, name), name)
+    if int(p.count.sum()) != n:
+        raise inconsistent(f"expected the counts to add up to n_samples = {n}",
+                           (*path, "count"))
+    weight = p.weight[:, 0]
+    check_at_most(weight, 2.0 * p.count, (*path, "weight"), _BELOW_TWO)
+    check_at_most(p.correct[:, 0], weight, (*path, "correct"),
+                  "expected at most the class's weight")
+    check_close(float(weight.sum()), w, (*path, "weight"),
+                "expected the class weights to add up to totals.weight")
+    check_close(float(p.probability[:, 0].sum()), w, (*path, "probability"),
+                "expected the probabilities to add up to totals.weight (rows sum to 1)",
+                slack=2e-6)
+    cells = p.cells
+    owner = cells.index // o.n_bins
+    gap_total = np.bincount(owner, cells.gap[:, 0], minlength=o.n_classes)
+    expected = weight - p.probability[:, 0]
+    scale = weight + p.probability[:, 0]
+    bad = np.abs(gap_total - expected) > TOLERANCE * scale + 2.0**-1000
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise inconsistent(
+            f"expected the gaps of class {k} to add up to its weight − its probability mass",
+            (*path, "cells", "gap", int(np.flatnonzero(owner == k)[0]) if (owner == k).any()
+             else 0),
+        )
+    if cells.weight is not None:
+        assert cells.abs_gap is not None
+        check_at_most(np.abs(cells.gap[:, 0]), cells.abs_gap[:, 0], (*path, "cells", "abs_gap"),
+                      "expected at least |gap| (the triangle inequality)")
+        check_at_most(cells.abs_gap[:, 0], cells.weight[:, 0], (*path, "cells", "abs_gap"),
+                      "expected at most the cell's weight (|1[y = k] − p_k| <= 1)")
+        per_class_weight = np.bincount(owner, cells.weight[:, 0], minlength=o.n_classes)
+        off = np.abs(per_class_weight - w) > TOLERANCE * w + 2.0**-1000
+        if off.any():
+            k = int(np.flatnonzero(off)[0])
+            raise inconsistent(f"expected the cells of class {k} to weigh totals.weight "
+                               "(every sample has a p_k)", (*path, "cells", "weight"))
