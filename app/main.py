@@ -20,7 +20,7 @@ from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import ObservabilityMiddleware
 from app.api.openapi import build_openapi
-from app.api.routes import calibration, divergences, losses, metrics, service
+from app.api.routes import calibration, divergences, losses, metrics, service, states
 from app.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -34,6 +34,7 @@ TAGS = [
     {"name": "losses", "description": "Categorical and binary cross-entropy with gradients."},
     {"name": "calibration", "description": "Calibration statistics and reliability diagrams."},
     {"name": "divergences", "description": "Entropy, cross-entropy, KL and JS divergence."},
+    {"name": "states", "description": "Merge the states of batches into one answer."},
     {"name": "service", "description": "Health, readiness and service information."},
 ]
 
@@ -100,7 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
     # Every /v1 router behind the API key (a no-op when no key is configured).
-    for router in (losses.router, calibration.router, divergences.router, service.v1_router):
+    for router in (losses.router, calibration.router, divergences.router, states.router,
+                   service.v1_router):
         app.include_router(
             router, dependencies=[Depends(require_api_key)], responses=AUTH_RESPONSES
         )

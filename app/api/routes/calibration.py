@@ -7,13 +7,13 @@ from fastapi import APIRouter, Response
 from app.api.body import JsonBody, SettingsDep, parse_request
 from app.api.diagram import reliability_diagram
 from app.api.openapi import json_request_body
-from app.api.responses import result_response
 from app.api.schemas.calibration import (
     CalibrationData,
     CalibrationRequest,
     CalibrationResponse,
 )
 from app.api.schemas.common import ERROR_RESPONSES
+from app.api.states import answer
 from xentropy.calibration import CALIBRATION_PARAMS, CalibrationResult, calibration_report
 
 router = APIRouter(prefix="/v1/calibration", tags=["calibration"], responses=ERROR_RESPONSES)
@@ -37,7 +37,7 @@ def report(body: JsonBody, settings: SettingsDep) -> Response:
     """Accuracy, mean confidence, NLL, Brier, ECE/MCE/RMSCE/ACE, every reliability bin,
     per-class statistics and, with logits, temperature scaling."""
     req = parse_request(CalibrationRequest, body, settings)
-    return result_response(_report(req), CalibrationResponse)
+    return answer(_report(req), CalibrationResponse)
 
 
 @router.post(

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Response
 import xentropy
 from app.api.body import JsonBody, SettingsDep, parse_request
 from app.api.openapi import json_request_body
-from app.api.responses import result_response
 from app.api.schemas.common import ERROR_RESPONSES
 from app.api.schemas.divergences import DivergenceRequest, DivergenceResponse
+from app.api.states import answer
 from xentropy._divergences import DIVERGENCE_PARAMS
 
 router = APIRouter(prefix="/v1", tags=["divergences"], responses=ERROR_RESPONSES)
@@ -31,7 +31,7 @@ def compute(body: JsonBody, settings: SettingsDep) -> Response:
         req.p, req.q, q_logits=req.q_logits,
         **{name: getattr(req, name) for name in DIVERGENCE_PARAMS},
     )
-    return result_response(
+    return answer(
         result, DivergenceResponse, encoding=req.response_encoding,
         omit=frozenset() if result.reduction == "none" else _NO_ROWS,
     )

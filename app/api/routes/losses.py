@@ -11,7 +11,6 @@ from pydantic import BaseModel
 import xentropy
 from app.api.body import JsonBody, SettingsDep, parse_request
 from app.api.openapi import json_request_body
-from app.api.responses import result_response
 from app.api.schemas.common import ERROR_RESPONSES
 from app.api.schemas.losses import (
     BinaryLossRequest,
@@ -19,6 +18,7 @@ from app.api.schemas.losses import (
     CategoricalLossRequest,
     CategoricalLossResponse,
 )
+from app.api.states import answer
 from xentropy.options import PARAMS
 
 # (from logits, with integer labels) -> library function
@@ -43,9 +43,7 @@ def _sent_options(req: BaseModel, family: str) -> dict[str, Any]:
 def _answer(result: xentropy.LossResult, model: type[BaseModel], encoding: str) -> Response:
     """Per-sample losses only with reduction "none" or a gradient."""
     wanted = result.reduction == "none" or result.gradient is not None
-    return result_response(
-        result, model, encoding=encoding, omit=frozenset() if wanted else _NO_LOSSES
-    )
+    return answer(result, model, encoding=encoding, omit=frozenset() if wanted else _NO_LOSSES)
 
 
 router = APIRouter(prefix="/v1/losses", tags=["losses"], responses=ERROR_RESPONSES)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import (
-    ENUMS,
+    Binning,
     ClassIndexVector,
     ExactlyOneInput,
     FloatVectorOrMatrix,
     ProbabilityVectorOrMatrix,
     Units,
     WeightVector,
-    choice_enum,
     request_model,
 )
+from app.api.schemas.states import CalibrationState
 from xentropy.calibration import CALIBRATION_PARAMS
 
 CALIBRATION_EXAMPLE: dict[str, Any] = {
@@ -58,15 +57,6 @@ CALIBRATION_EXAMPLE: dict[str, Any] = {
 }
 
 
-if TYPE_CHECKING:  # made from the table at import time, as in app.api.schemas.common
-    Binning: TypeAlias = StrEnum
-else:
-    Binning = choice_enum(
-        "Binning",
-        "Equal-width bins, or equal-mass bins whose edges are quantiles of the confidence.",
-        CALIBRATION_PARAMS["binning"],
-    )
-ENUMS[CALIBRATION_PARAMS["binning"].choices] = Binning
 
 
 class CalibrationData(ExactlyOneInput):
@@ -150,6 +140,20 @@ class TemperatureOut(BaseModel):
     )
 
 
+class ApproximationOut(BaseModel):
+    """A statistic that a result finalized from states gives approximately: quantile bins
+    come from the states' confidence histogram, whose cells hold many samples."""
+
+    statistic: str = Field(
+        description='`"ace"`, `"ece"`, `"mce"`, `"rmsce"`, `"bins"` or `"per_class.ece"`.'
+    )
+    error_bound: float = Field(
+        description="A rigorous bound on |this value − the exact one| (for `bins`: the "
+        "largest share of the total weight that may lie in another bin; for "
+        "`per_class.ece`: the largest bound over the classes)."
+    )
+
+
 class CalibrationResponse(BaseModel):
     """How good and how honest the probabilities are."""
 
@@ -179,3 +183,13 @@ class CalibrationResponse(BaseModel):
     units: Units = Field(description="Units of `nll`, as requested.")
     binning: Binning = Field(description="The binning that was used, as requested.")
     n_bins: int = Field(description="The number of bins, as requested.")
+    approximate: list[ApproximationOut] | None = Field(
+        None,
+        description="Only in a result finalized from states (`/v1/merge`): the statistics "
+        "that states give approximately (`ace`; with quantile binning also `ece`, `mce`, "
+        "`rmsce`, `bins` and `per_class.ece`), each with a bound on its error. Absent "
+        "when every number is exact.",
+    )
+    state: CalibrationState | None = Field(
+        None, description="With `return_state`: the batch's state, for `/v1/merge`."
+    )

@@ -24,6 +24,7 @@ from pydantic_core import core_schema
 
 from app.api.codec import DTYPES, ArraySpec, decode_array
 from xentropy._validation import InputError, Param, check_exactly_one
+from xentropy.calibration import CALIBRATION_PARAMS
 from xentropy.options import CATEGORICAL_PARAMS
 
 M = TypeVar("M", bound=BaseModel)
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # the enums are made from the tables at import time; mypy see
     Normalization: TypeAlias = StrEnum
     Units: TypeAlias = StrEnum
     Convention: TypeAlias = StrEnum
+    Binning: TypeAlias = StrEnum
 else:
     Reduction = choice_enum(
         "Reduction", "How per-sample values are combined (PyTorch ``reduction``).",
@@ -58,6 +60,11 @@ else:
     Convention = choice_enum(
         "Convention", "The library whose usual call the loss reproduces (xentropy: our own).",
         CATEGORICAL_PARAMS["convention"],
+    )
+    Binning = choice_enum(
+        "Binning",
+        "Equal-width bins, or equal-mass bins whose edges are quantiles of the confidence.",
+        CALIBRATION_PARAMS["binning"],
     )
 
 
@@ -354,7 +361,7 @@ class ExactlyOneInput(RequestModel):
 #: Every enum generated from a table, by its choices (one component per set of choices).
 ENUMS: dict[tuple[str, ...], type[StrEnum]] = {
     enum_choices: enum
-    for enum in (Reduction, Normalization, Units, Convention)
+    for enum in (Reduction, Normalization, Units, Convention, Binning)
     for enum_choices in [tuple(member.value for member in enum)]
 }
 

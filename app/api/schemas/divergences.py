@@ -16,6 +16,7 @@ from app.api.schemas.common import (
     option,
     request_model,
 )
+from app.api.schemas.states import DivergenceState
 from xentropy._divergences import DIVERGENCE_PARAMS
 
 
@@ -89,3 +90,6 @@ class DivergenceResponse(BaseModel):
     n_classes: int = Field(description="C, the length of each row.")
     units: Units = Field(description="Units of every value, as requested.")
     reduction: Reduction = Field(description="The reduction over rows, as requested.")
+    state: DivergenceState | None = Field(
+        None, description="With `return_state`: the batch's state, for `/v1/merge`."
+    )

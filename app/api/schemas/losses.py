@@ -24,6 +24,7 @@ from app.api.schemas.common import (
     option,
     request_model,
 )
+from app.api.schemas.states import BinaryLossState, CategoricalLossState
 from xentropy.options import BINARY_PARAMS, CATEGORICAL_PARAMS
 
 _ENCODING_DOC = '`"base64"` writes every response array as an encoded float64 array.'
@@ -196,6 +197,9 @@ class CategoricalLossResponse(_LossResponse):
     gradient: OutMatrix | None = Field(
         None, description="Present with `return_gradient`: d loss / d input, N×C."
     )
+    state: CategoricalLossState | None = Field(
+        None, description="With `return_state`: the batch's state, for `/v1/merge`."
+    )
 
 
 class BinaryLossResponse(_LossResponse):
@@ -234,4 +238,7 @@ class BinaryLossResponse(_LossResponse):
     )
     gradient: OutVectorOrMatrix | None = Field(
         None, description="Present with `return_gradient`: d loss / d input, the input's shape."
+    )
+    state: BinaryLossState | None = Field(
+        None, description="With `return_state`: the batch's state, for `/v1/merge`."
     )

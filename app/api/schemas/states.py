@@ -1,0 +1,388 @@
+"""The JSON form of states (``"return_state": true``, ``POST /v1/merge``), documented.
+
+These models describe the objects :meth:`xentropy.states.State.to_json` writes, field by
+field and in the same order (a test checks it), so that a generated client can hold a
+state and send it back. They are documentation: the service reads states with
+:func:`xentropy.states.from_json`, which checks every rule below and those JSON Schema
+cannot state (sums consistent with the counts and with each other, normalised pairs).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+import xentropy
+from app.api.schemas.common import Binning, Convention, Normalization, Units
+from xentropy._divergences import DIVERGENCE_PARAMS
+from xentropy._validation import Param
+from xentropy.calibration import CALIBRATION_PARAMS, MAX_BINS
+from xentropy.options import BINARY_PARAMS, CATEGORICAL_PARAMS
+
+
+class StateReduction(StrEnum):
+    """The reduction a state finalizes to (per-sample values do not merge)."""
+
+    mean = "mean"
+    sum = "sum"
+
+
+class InputForm(StrEnum):
+    """The input the batch was sent as."""
+
+    logits = "logits"
+    probabilities = "probabilities"
+
+
+class TargetForm(StrEnum):
+    """The targets the batch was sent with."""
+
+    labels = "labels"
+    targets = "targets"
+
+
+class DivergenceInput(StrEnum):
+    """The form of q the batch was sent with."""
+
+    q = "q"
+    q_logits = "q_logits"
+
+
+_PAIR_DOC = (
+    "A compensated sum [hi, lo]: the exact sum is hi + lo, hi is it rounded to float64 "
+    "(hi + lo == hi in float64), lo keeps about 53 more bits."
+)
+Pair = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+# The bounds of the library's tables (checked below), as JSON Schema states them.
+Epsilon = Annotated[float, Field(gt=0.0, lt=0.5)]
+Smoothing = Annotated[float, Field(ge=0.0, lt=1.0)]
+Gamma = Annotated[float, Field(ge=0.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _interval(param: Param) -> tuple[float | None, float | None, bool, bool]:
+    return param.low, param.high, param.low_open, param.high_open
+
+
+assert all(_interval(p) == (0.0, 0.5, True, True) for p in (
+    CATEGORICAL_PARAMS["epsilon"], BINARY_PARAMS["epsilon"], DIVERGENCE_PARAMS["epsilon"],
+    CALIBRATION_PARAMS["epsilon"]))
+assert all(_interval(p) == (0.0, 1.0, False, True) for p in (
+    CATEGORICAL_PARAMS["label_smoothing"], BINARY_PARAMS["label_smoothing"]))
+assert _interval(CATEGORICAL_PARAMS["focal_gamma"]) == (0.0, None, False, False)
+assert _interval(BINARY_PARAMS["focal_alpha"]) == (0.0, 1.0, False, False)
+_INT64 = 2**63 - 1
+Count = Annotated[int, Field(ge=0, le=_INT64)]
+_STATE = ConfigDict(extra="forbid")
+
+
+def _pair(description: str) -> Any:
+    return Field(description=f"{description} {_PAIR_DOC}")
+
+
+def _pairs(description: str, **default: Any) -> Any:
+    return Field(**default, description=f"{description} Each entry a compensated sum [hi, lo].")
+
+
+_NULL = " May be left out when null."
+
+
+# --------------------------------------------------------------------------- losses
+
+
+class CategoricalLossStateOptions(BaseModel):
+    """What categorical loss states must share to merge: the call's options as it resolved
+    them (a convention's defaults included). Per-sample data (sample weights) are not
+    options."""
+
+    model_config = _STATE
+
+    input: InputForm = Field(description="`logits` or `probabilities`.")
+    target: TargetForm = Field(description="`labels` (class indices) or `targets` (rows).")
+    n_classes: int = Field(ge=1, le=_INT64, description="C.")
+    units: Units = Field(description="Units of the loss sums.")
+    reduction: StateReduction = Field(description="What the state finalizes to.")
+    normalization: Normalization = Field(description='What `"mean"` divides by.')
+    convention: Convention = Field(description="The convention of the calls.")
+    epsilon: Epsilon | None = Field(
+        None,
+        description="The clipping margin of probabilities; null where nothing is clipped."
+        + _NULL,
+    )
+    ignore_index: Annotated[int, Field(ge=-(2**63), le=_INT64)] | None = Field(
+        None, description="The label left out (labels); null: none." + _NULL
+    )
+    label_smoothing: Smoothing = Field(description="ε of the label smoothing.")
+    focal_gamma: Gamma = Field(description="The focal exponent γ (0: plain cross-entropy).")
+    focal_alpha: NonNegative | list[NonNegative] | None = Field(
+        None,
+        description="The focal balancing factor: one number, C numbers, or null (none)." + _NULL,
+    )
+    class_weights: list[NonNegative] | None = Field(
+        None, description="C class weights, or null." + _NULL
+    )
+
+
+class BinaryLossStateOptions(BaseModel):
+    """What binary loss states must share to merge (see `CategoricalLossStateOptions`)."""
+
+    model_config = _STATE
+
+    input: InputForm = Field(description="`logits` or `probabilities`.")
+    n_classes: int = Field(ge=1, le=_INT64, description="C (1 for input of shape N).")
+    units: Units = Field(description="Units of the loss sums.")
+    reduction: StateReduction = Field(description="What the state finalizes to.")
+    normalization: Normalization = Field(description='What `"mean"` divides by.')
+    convention: Convention = Field(description="The convention of the calls.")
+    epsilon: Epsilon | None = Field(
+        None,
+        description="The clipping margin of probabilities; null where nothing is clipped."
+        + _NULL,
+    )
+    label_smoothing: Smoothing = Field(description="ε of the label smoothing (toward 0.5).")
+    focal_gamma: Gamma = Field(description="The focal exponent γ (0: plain BCE).")
+    focal_alpha: Fraction | list[Fraction] | None = Field(
+        None,
+        description="Weight of positives (1 − α for negatives): one number, C, or null."
+        + _NULL,
+    )
+    pos_weight: NonNegative | list[NonNegative] | None = Field(
+        None, description="Weight of the positive term: one number, C, or null." + _NULL
+    )
+    class_weights: list[NonNegative] | None = Field(
+        None, description="C column weights, or null." + _NULL
+    )
+
+
+_LOSS_COUNTS = {
+    "n_samples": "N.",
+    "n_counted": "Entries that count (samples; binary: elements, or samples under the "
+    "Keras convention with N×C input). The `\"samples\"` normalization's denominator.",
+    "n_ignored": "Ignored samples or masked-out elements.",
+    "n_clipped": "Probabilities clipped to [epsilon, 1 − epsilon].",
+}
+
+
+class _LossStateFields(BaseModel):
+    model_config = _STATE
+
+    kind: str = Field(description="The kind of state.")
+    version: Literal[1] = Field(description="The state format.")
+    options: BaseModel = Field(description="What must agree to merge.")
+    n_samples: Count = Field(description=_LOSS_COUNTS["n_samples"])
+    n_counted: Count = Field(description=_LOSS_COUNTS["n_counted"])
+    n_ignored: Count = Field(description=_LOSS_COUNTS["n_ignored"])
+    n_clipped: Count = Field(description=_LOSS_COUNTS["n_clipped"])
+    loss: Pair = _pair("Σ of the per-entry losses (every weight applied), in `units`.")
+    weight: Pair = _pair(
+        "Σ of the effective weights of the counted entries: the `\"weights\"` "
+        "normalization's denominator (`weight_sum`)."
+    )
+
+
+def _example(state: xentropy.State) -> dict[str, Any]:
+    return {"examples": [state.to_json()]}
+
+
+#: Small batches whose states illustrate the documentation (and are its examples).
+EXAMPLE_LOGITS = [[[2.0, 1.0, 0.1], [0.5, 2.5, -0.5]], [[0.3, 0.2, 0.1]]]
+EXAMPLE_LABELS = [[0, 1], [2]]
+LOSS_STATES = [
+    xentropy.state(xentropy.softmax_cross_entropy_with_integer_labels(x, y, return_state=True))
+    for x, y in zip(EXAMPLE_LOGITS, EXAMPLE_LABELS, strict=True)
+]
+BINARY_STATE = xentropy.state(xentropy.sigmoid_binary_cross_entropy(
+    [1.5, -0.3, 2.2], [1, 0, 1], pos_weight=2.0, return_state=True))
+DIVERGENCE_STATE = xentropy.state(xentropy.divergences(
+    [[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]], [[0.4, 0.4, 0.2], [0.2, 0.2, 0.6]], return_state=True,
+))
+EXAMPLE_PROBABILITIES = [[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]], [[0.3, 0.3, 0.4], [0.6, 0.3, 0.1]]]
+EXAMPLE_CLASSES = [[0, 1], [2, 1]]
+CALIBRATION_STATES = [
+    xentropy.state(xentropy.calibration_report(p, y, n_bins=5, return_state=True))
+    for p, y in zip(EXAMPLE_PROBABILITIES, EXAMPLE_CLASSES, strict=True)
+]
+
+
+class CategoricalLossState(_LossStateFields):
+    """Sufficient statistics of a batch of `/v1/losses/categorical`: counts and
+    compensated sums, of fixed size. States whose `options` agree merge (`/v1/merge`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_example(LOSS_STATES[0]))
+
+    kind: Literal["categorical_loss"] = Field(description="The kind of state.")
+    options: CategoricalLossStateOptions = Field(description="What must agree to merge.")
+
+
+class BinaryLossState(_LossStateFields):
+    """Sufficient statistics of a batch of `/v1/losses/binary` (see
+    `CategoricalLossState`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_example(BINARY_STATE))
+
+    kind: Literal["binary_loss"] = Field(description="The kind of state.")
+    options: BinaryLossStateOptions = Field(description="What must agree to merge.")
+
+
+# --------------------------------------------------------------------------- divergences
+
+
+class DivergenceStateOptions(BaseModel):
+    """What divergence states must share to merge."""
+
+    model_config = _STATE
+
+    input: DivergenceInput = Field(description="`q` or `q_logits`.")
+    n_classes: int = Field(ge=1, le=_INT64, description="C.")
+    units: Units = Field(description="Units of the sums.")
+    reduction: StateReduction = Field(description="What the state finalizes to.")
+    epsilon: Epsilon | None = Field(
+        None, description="The clipping margin of q; null with q_logits." + _NULL
+    )
+
+
+class DivergenceState(BaseModel):
+    """Sufficient statistics of a batch of `/v1/divergences`: the number of rows and the
+    sums of the four per-row values."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_example(DIVERGENCE_STATE))
+
+    kind: Literal["divergences"] = Field(description="The kind of state.")
+    version: Literal[1] = Field(description="The state format.")
+    options: DivergenceStateOptions = Field(description="What must agree to merge.")
+    n_samples: Count = Field(description="N, the number of rows.")
+    entropy: Pair = _pair("Σ of H(p) over the rows, in `units`.")
+    cross_entropy: Pair = _pair("Σ of H(p, q) over the rows.")
+    kl_divergence: Pair = _pair("Σ of KL(p‖q) over the rows.")
+    js_divergence: Pair = _pair("Σ of JS(p, q) over the rows.")
+
+
+# --------------------------------------------------------------------------- calibration
+
+_SCALED = " Weights are divided by 2**weight_exponent."
+
+
+class CalibrationStateOptions(BaseModel):
+    """What calibration states must share to merge."""
+
+    model_config = _STATE
+
+    input: InputForm = Field(description="`probabilities` or `logits`.")
+    binary: bool = Field(description="Input of shape N (probability of class 1), not N×C.")
+    n_classes: int = Field(ge=2, le=_INT64, description="C (2 for binary input).")
+    n_bins: int = Field(ge=1, le=MAX_BINS, description="The number of bins.")
+    binning: Binning = Field(description="The binning.")
+    units: Units = Field(description="Units of the NLL of the finalized result.")
+    epsilon: Epsilon | None = Field(
+        None,
+        description="The NLL's clipping margin of probabilities; null with logits." + _NULL,
+    )
+
+
+class CalibrationTotals(BaseModel):
+    """Weighted sums over every sample."""
+
+    model_config = _STATE
+
+    weight: Pair = _pair("Σw." + _SCALED)
+    correct: Pair = _pair("Σw·correct (top label; binary: p > 0.5 against the label).")
+    confidence: Pair = _pair("Σw·confidence (top label; binary: p).")
+    nll: Pair = _pair("Σw·NLL, in nats.")
+    brier: Pair = _pair("Σw·Brier score.")
+
+
+class ConfidenceHistogram(BaseModel):
+    """The non-empty cells of a fine histogram of the binned value (top-label confidence;
+    binary: p), in cell order: the exact uniform bins are sums of cells, quantile bins and
+    ACE come from them with a bound on the error. The cells are (lower, upper] intervals
+    that refine the n_bins uniform bins (at least 1024 equal cells, and 4 cells per
+    halving of the distance to 0 and to 1 below them)."""
+
+    model_config = _STATE
+
+    index: list[Count] = Field(description="The cells, increasing.")
+    count: list[Annotated[int, Field(ge=1, le=_INT64)]] = Field(
+        description="Samples per cell."
+    )
+    weight: list[Pair] = _pairs("Σw per cell." + _SCALED)
+    confidence: list[Pair] = _pairs("Σw·value per cell.")
+    outcome: list[Pair] = _pairs("Σw·outcome (correctness; binary: the label) per cell.")
+    abs_gap: list[Pair] = _pairs("Σw·|outcome − value| per cell (for the error bounds).")
+    min: list[float] = Field(description="The smallest value in each cell.")
+    max: list[float] = Field(description="The largest value in each cell.")
+
+
+class ClassCells(BaseModel):
+    """Per (class k, uniform bin b) cells that hold a p_k, at index k·n_bins + b."""
+
+    model_config = _STATE
+
+    index: list[Count] = Field(description="k·n_bins + b, increasing.")
+    gap: list[Pair] = _pairs("Σw·(1[y = k] − p_k) per cell.")
+    weight: list[Pair] | None = _pairs(
+        "Σw per cell; quantile binning only (else null)." + _NULL, default=None
+    )
+    abs_gap: list[Pair] | None = _pairs(
+        "Σw·|1[y = k] − p_k| per cell; quantile binning only (else null)." + _NULL,
+        default=None,
+    )
+    min: list[float] | None = Field(
+        None,
+        description="The smallest p_k per cell; quantile binning only (else null)." + _NULL,
+    )
+    max: list[float] | None = Field(
+        None,
+        description="The largest p_k per cell; quantile binning only (else null)." + _NULL,
+    )
+
+
+class PerClassSums(BaseModel):
+    """Per-class sums of multi-class input (C entries each)."""
+
+    model_config = _STATE
+
+    count: list[Count] = Field(description="Samples labelled k.")
+    weight: list[Pair] = _pairs("Σw of the samples labelled k.")
+    correct: list[Pair] = _pairs("Σw·correct of the samples labelled k.")
+    probability: list[Pair] = _pairs("Σw·p_k over all samples.")
+    cells: ClassCells = Field(description="The class-wise bins.")
+
+
+class CalibrationState(BaseModel):
+    """Sufficient statistics of a batch of `/v1/calibration`: totals, a fine confidence
+    histogram and per-class sums, of size O(C × n_bins) whatever N. Temperature scaling
+    is not part of a state."""
+
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra=_example(CALIBRATION_STATES[0]))
+
+    kind: Literal["calibration"] = Field(description="The kind of state.")
+    version: Literal[1] = Field(description="The state format.")
+    options: CalibrationStateOptions = Field(description="What must agree to merge.")
+    n_samples: Count = Field(description="N.")
+    weight_exponent: int = Field(
+        ge=-1074, le=1024,
+        description="Weighted sums are of the weights divided by 2**weight_exponent (which "
+        "puts the largest weight in [1, 2)), so that tiny and huge weights keep every bit.",
+    )
+    totals: CalibrationTotals = Field(description="Sums over every sample.")
+    histogram: ConfidenceHistogram = Field(description="The confidence histogram.")
+    per_class: PerClassSums | None = Field(
+        None, description="Multi-class input; null for binary." + _NULL
+    )
+
+
+#: Each kind's documentation model.
+STATE_MODELS: dict[str, type[BaseModel]] = {
+    "categorical_loss": CategoricalLossState,
+    "binary_loss": BinaryLossState,
+    "divergences": DivergenceState,
+    "calibration": CalibrationState,
+}
+
+AnyState = CategoricalLossState | BinaryLossState | DivergenceState | CalibrationState

@@ -1,0 +1,117 @@
+"""States over HTTP: answers that carry one, and reading the ``states`` of ``/v1/merge``.
+
+A state is written as :meth:`xentropy.states.State.to_json` gives it (plain JSON numbers,
+whatever ``response_encoding`` says for arrays), and read back by
+:func:`xentropy.states.from_json`; errors inside a state are 422s whose ``loc`` is
+``["body", "states", i, ...the path inside the state]``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import msgspec
+from fastapi import Response
+from pydantic import BaseModel
+from pydantic_core import PydanticCustomError, ValidationError
+
+from app.api.codec import split_body
+from app.api.responses import encode_result, json_response
+from xentropy._validation import InputError
+from xentropy.states import State, StateError, from_json
+
+#: The most states one request may merge.
+MAX_STATES = 10_000
+
+
+def answer(
+    result: Any, model: type[BaseModel], *, encoding: str = "json",
+    omit: frozenset[str] = frozenset(),
+) -> Response:
+    """``result_response`` for a result that may carry a state (``return_state``)."""
+    content = encode_result(result, model, encoding=encoding, omit=omit | {"state"})
+    state = getattr(result, "state", None)
+    if state is not None:
+        content["state"] = state.to_json()
+    return json_response(content)
+
+
+def refuse(loc: tuple[str | int, ...], message: str, kind: str) -> NoReturn:
+    """A 422 at ``loc`` (after "body"), through the pydantic error handler."""
+    # PydanticCustomError formats {placeholders}: none may come from the message.
+    text = message.replace("{", "(").replace("}", ")")
+    raise ValidationError.from_exception_data(
+        "merge", [{"type": PydanticCustomError(kind, text), "loc": loc, "input": None}]
+    )
+
+
+def refuse_state(error: StateError, index: int | None = None) -> NoReturn:
+    where = error.index if error.index is not None else index
+    loc: tuple[str | int, ...] = ("states",) if where is None else ("states", where)
+    refuse((*loc, *error.path), error.message, error.kind)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Duplicate(key)
+            seen.add(key)
+    return out
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _parse(raw: Any) -> Any:
+    """The ``states`` value: msgspec's parse, or (for what it refuses, such as NaN
+    literals, and to find keys sent twice) the standard library's."""
+    if not isinstance(raw, msgspec.Raw):
+        return raw  # the body's fallback parser read it already
+    text = bytes(raw)
+    try:
+        return json.loads(text, parse_constant=float, object_pairs_hook=_unique_keys)
+    except _Duplicate as error:
+        refuse(("states",), f"the key {error.key[:64]!r} is sent twice in one object; send "
+               "each field once (which value would count is not defined by JSON)",
+               "duplicate_key")
+    except (ValueError, RecursionError):
+        refuse(("states",), "expected valid JSON", "json_invalid")
+
+
+def read_states(body: bytes | bytearray) -> list[State]:
+    """The states of a ``/v1/merge`` body, each checked (a 422 at its position if not)."""
+    fields = split_body(body)
+    for key in fields:
+        if key != "states":
+            shown = key if len(key) <= 64 else key[:61] + "..."
+            refuse((shown,), f"unknown field {shown!r}: not part of this endpoint's body",
+                   "extra_forbidden")
+    if "states" not in fields:
+        refuse(("states",), "Field required", "missing")
+    value = _parse(fields["states"])
+    if not isinstance(value, list):
+        refuse(("states",), "expected an array of states", "list_type")
+    if not 1 <= len(value) <= MAX_STATES:
+        refuse(("states",), f"expected 1 to {MAX_STATES} states, got {len(value)}",
+               "too_short" if not value else "too_long")
+    states = []
+    for i, item in enumerate(value):
+        try:
+            states.append(from_json(item))
+        except StateError as error:
+            refuse_state(error, i)
+    return states
+
+
+def input_error_at_states(error: InputError) -> NoReturn:
+    """A library error of merging or finalizing, reported at ``["body", "states"]``."""
+    if isinstance(error, StateError):
+        refuse_state(error)
+    refuse(("states",), error.message, error.kind)
