@@ -127,9 +127,8 @@ def group_merge_pairs(keys: np.ndarray, pairs: np.ndarray, size: int) -> np.ndar
     return group_sums(np.repeat(keys, 2), pairs.ravel(), size)
 
 
-@np.errstate(over="ignore")
 def is_normalised(pairs: np.ndarray) -> np.ndarray:
     """Whether each pair (..., 2) is normalised: ``fl(hi + lo) == hi`` (an overflowing
-    hi + lo is not)."""
+    hi + lo is not; callers silence the overflow warning, as ``from_json`` does)."""
     hi, lo = pairs[..., 0], pairs[..., 1]
     return (hi + lo) == hi

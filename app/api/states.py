@@ -17,7 +17,9 @@ from pydantic import BaseModel
 from pydantic_core import PydanticCustomError, ValidationError
 
 from app.api.codec import split_body
+from app.api.errors import BodyError
 from app.api.responses import encode_result, json_response
+from app.settings import Settings
 from xentropy._validation import InputError
 from xentropy.states import State, StateError, from_json
 
@@ -85,8 +87,17 @@ def _parse(raw: Any) -> Any:
         refuse(("states",), "expected valid JSON", "json_invalid")
 
 
-def read_states(body: bytes | bytearray) -> list[State]:
-    """The states of a ``/v1/merge`` body, each checked (a 422 at its position if not)."""
+def read_states(body: bytes | bytearray, settings: Settings) -> list[State]:
+    """The states of a ``/v1/merge`` body, each checked (a 422 at its position if not).
+
+    Raises:
+      BodyError: 413 when the body holds more numbers than ``max_elements`` (counted
+        before parsing, as for every endpoint: a JSON array of n numbers has n − 1 commas).
+    """
+    if body.count(b",") > settings.max_elements:
+        raise BodyError(
+            413, f"the states hold more than {settings.max_elements} numbers (the limit)"
+        )
     fields = split_body(body)
     for key in fields:
         if key != "states":

@@ -349,3 +349,11 @@ def test_the_openapi_document_has_one_state_component_per_kind(client):
                            "/v1/divergences": "DivergenceRequest",
                            "/v1/calibration": "CalibrationRequest"}[path]]
         assert request["properties"]["return_state"]["type"] == "boolean"
+
+
+def test_the_element_limit_counts_the_numbers_of_states(small_limits_client, client):
+    import xentropy
+
+    one = xentropy.divergences([[0.5, 0.5]], [[0.9, 0.1]], return_state=True).state.to_json()
+    r = small_limits_client.post(MERGE, json={"states": [one] * 10})  # 4096 bytes, 100 numbers
+    assert r.status_code == 413

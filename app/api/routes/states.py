@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 import xentropy
-from app.api.body import JsonBody
+from app.api.body import JsonBody, SettingsDep
 from app.api.openapi import json_request_body
 from app.api.responses import encode_result, json_response
 from app.api.schemas.common import ERROR_RESPONSES
@@ -25,14 +25,14 @@ _PER_SAMPLE = frozenset({"losses", "gradient", "per_row", "state"})
     response_model=MergeResponse,
     openapi_extra=json_request_body(MergeRequest),
 )
-def merge(body: JsonBody) -> Response:
+def merge(body: JsonBody, settings: SettingsDep) -> Response:
     """Merge 1 to 10 000 states (from `"return_state": true` on any POST endpoint, or
     from earlier merges) of one kind whose `options` agree. Answers the merged `state`
     and the `result` the endpoint would give for the concatenated batches, without the
     per-sample fields: counts exactly, every float within 1e-12 (compensated sums).
     Calibration results list under `approximate` what states give only approximately
     (quantile bins and ACE), with error bounds, and have no temperature fit."""
-    states = read_states(body)
+    states = read_states(body, settings)
     try:
         merged = xentropy.merge(states)
         result = xentropy.finalize(merged)
