@@ -3,7 +3,8 @@
 What it holds (weighted sums are compensated pairs ``[hi, lo]`` of the sample weights
 divided by ``2**weight_exponent``, the power of two that puts the batch's largest weight
 in [1, 2) (0 without weights), so that tiny and huge weights keep every bit; merging
-rescales to the largest exponent):
+rescales to the largest exponent, and a weight more than 2^1074 times smaller than the
+largest of the states merged with it counts as 0):
 
 * ``totals``: Σw, Σw·correct, Σw·confidence, Σw·NLL (in nats), Σw·Brier: the accuracy,
   mean confidence, NLL and Brier score.
@@ -441,6 +442,9 @@ class CalibrationState(State):
         if self.n_samples == 0 or not w > 0:
             raise InputError("states", "the merged states hold no samples of positive "
                              "weight: no mean exists", kind="zero_denominator")
+        if not np.isfinite(np.ldexp(w, self.weight_exponent)):
+            raise InputError("states", "the merged sample weights sum beyond float64 (the "
+                             "bins report weights as sent)", kind="overflow")
         nll = to_units(float(t.nll[0]) / w, o.units)
         if not math.isfinite(nll):
             raise InputError("states", f"the mean NLL overflows float64 in {o.units}",
