@@ -346,9 +346,10 @@ def loss_state(
     }
     for name, pair in sums.items():
         if not np.isfinite(pair).all():
+            what = "losses" if name == "loss" else "effective weights"
             raise InputError(
-                batch.field,
-                f"the sum of the {name}es of this batch overflows float64, so it has no "
+                batch.field if name == "loss" else batch.weights_field,
+                f"the sum of the {what} of this batch overflows float64, so it has no "
                 "state (a state holds sums); split the batch",
                 kind="overflow",
             )
