@@ -142,9 +142,10 @@ def finish(
         gradient = to_units(gradient, units)
     # Overflow (huge weights or logits) is detected here, on the results, rather than
     # predicted from the inputs: it is rare, and this check is exact. It runs before the
-    # reduction, where an inf/NaN would otherwise be misreported.
+    # reduction, where an inf/NaN would otherwise be misreported. A prescaled gradient
+    # comes from the fast kernel, which bounds it instead (no pass over N×C here).
     check_no_overflow(losses, batch.field, "loss")
-    if gradient is not None:
+    if gradient is not None and not prescaled:
         check_no_overflow(gradient, batch.field, "gradient")
     denominator = batch.denominator(options.reduction.normalization)
     # A weight sum that overflows float64 would give a silent mean of 0 (x / inf).
@@ -159,7 +160,7 @@ def finish(
     loss: float | None = None if reduction == "none" else total
     if reduction == "mean":
         loss = _mean(losses, total, denominator, gradient, options, prescaled=prescaled)
-        if gradient is not None:
+        if gradient is not None and not prescaled and denominator < 1.0:
             # Dividing by a weight sum below 1 can overflow a gradient that was finite.
             check_no_overflow(gradient, batch.field, "gradient")
     if loss is not None and not math.isfinite(loss):

@@ -505,7 +505,9 @@ def _softmax_with_labels(
             return None
         buf *= (total * grad_scale / (1.0 + rest))[:, None]
         if smooth is not None:
-            buf -= np.outer(b * grad_scale, wvec)
+            # Without class weights the smoothing term is one number per row: broadcast,
+            # no (N, C) temporary.
+            buf -= (b * grad_scale)[:, None] if w is None else np.outer(b * grad_scale, wvec)
         buf[rows, y] -= a * grad_scale
         gradient = buf
     try:
