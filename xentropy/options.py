@@ -67,6 +67,15 @@ _CONVENTION = Param(
     choices=CONVENTIONS,
 )
 _SAMPLE_WEIGHTS = Param("array", None, "N non-negative sample weights.", low=0.0)
+#: The options both families share, after their own.
+_SHARED = {
+    "reduction": _REDUCTION,
+    "normalization": _NORMALIZATION,
+    "epsilon": _EPSILON,
+    "units": _UNITS,
+    "return_gradient": _RETURN_GRADIENT,
+    "convention": _CONVENTION,
+}
 
 #: The categorical losses' options (``/v1/losses/categorical``).
 CATEGORICAL_PARAMS: dict[str, Param] = {
@@ -91,12 +100,7 @@ CATEGORICAL_PARAMS: dict[str, Param] = {
         "(0.25 under the Keras convention).",
         low=0.0, ranks=(0, 1),
     ),
-    "reduction": _REDUCTION,
-    "normalization": _NORMALIZATION,
-    "epsilon": _EPSILON,
-    "units": _UNITS,
-    "return_gradient": _RETURN_GRADIENT,
-    "convention": _CONVENTION,
+    **_SHARED,
 }
 
 #: The binary / multi-label losses' options (``/v1/losses/binary``).
@@ -128,12 +132,7 @@ BINARY_PARAMS: dict[str, Param] = {
         "or C; null: no balancing (0.25 under the PyTorch convention's focal loss).",
         low=0.0, high=1.0, ranks=(0, 1),
     ),
-    "reduction": _REDUCTION,
-    "normalization": _NORMALIZATION,
-    "epsilon": _EPSILON,
-    "units": _UNITS,
-    "return_gradient": _RETURN_GRADIENT,
-    "convention": _CONVENTION,
+    **_SHARED,
 }
 
 PARAMS = {"categorical": CATEGORICAL_PARAMS, "binary": BINARY_PARAMS}
