@@ -256,6 +256,9 @@ class LossOptions:
     behaviour: Behaviour = field(default_factory=Behaviour)
     return_gradient: bool = False
     resolved: dict[str, Any] = field(default_factory=dict)
+    #: Options (flat names) whose effective value differs from the table's default, and
+    #: ``"behaviour.<field>"`` for each library behaviour that is not xentropy's.
+    changed: frozenset[str] = frozenset()
 
     @classmethod
     def build(
@@ -308,10 +311,19 @@ class LossOptions:
         for name, value in values.items():
             if name in _GROUP_OF:
                 groups[_GROUP_OF[name]][name] = value
+        changed = {
+            name for name, value in values.items()
+            if name != "convention" and not _same(value, params[name].default)
+        }
+        changed.update(
+            f"behaviour.{f.name}" for f in dataclasses.fields(Behaviour)
+            if getattr(behaviour, f.name) != f.default
+        )
         return cls(
             family=family,
             convention=convention,
             behaviour=behaviour,
+            changed=frozenset(changed),
             return_gradient=bool(values["return_gradient"]),
             resolved=describe(family, values, behaviour, from_logits=from_logits,
                               labelled=labelled),
@@ -325,14 +337,6 @@ class LossOptions:
         if name == "convention":
             return self.convention
         return getattr(getattr(self, _GROUP_OF[name]), name)
-
-    def non_default(self) -> set[str]:
-        """Names of the options whose effective value differs from the table's default."""
-        params = PARAMS[self.family]
-        return {
-            name for name, param in params.items()
-            if name != "convention" and not _same(self.value(name), param.default)
-        }
 
 
 def _same(a: Any, b: Any) -> bool:

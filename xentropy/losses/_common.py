@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -109,11 +110,17 @@ class Batch:
     weights: np.ndarray
     weights_field: str
 
+    @cached_property
+    def n_counted(self) -> int:
+        return int(np.count_nonzero(self.counted))
+
+    @cached_property
+    def weight_total(self) -> float:
+        return float(self.weights.sum())
+
     def denominator(self, normalization: str) -> float:
         """What "mean" divides by: the sum of the effective weights, or the counted entries."""
-        if normalization == "weights":
-            return float(self.weights.sum())
-        return float(np.count_nonzero(self.counted))
+        return self.weight_total if normalization == "weights" else float(self.n_counted)
 
 
 def finish(
@@ -132,8 +139,9 @@ def finish(
       gradient: derivative of ``losses.sum()`` in nats, or None.
       batch, options: the call.
       n_clipped: probabilities clipped.
-      prescaled: ``gradient`` is already in the requested units and divided by the "mean"
-        denominator (the fast kernel folds both into one pass).
+      prescaled: from the fast kernel: the losses are checked finite, the gradient is
+        bounded, in the requested units and divided by the "mean" denominator already (it
+        folds all of that into its passes).
     """
     units = options.reduction.units
     reduction = options.reduction.reduction
@@ -144,9 +152,10 @@ def finish(
     # predicted from the inputs: it is rare, and this check is exact. It runs before the
     # reduction, where an inf/NaN would otherwise be misreported. A prescaled gradient
     # comes from the fast kernel, which bounds it instead (no pass over N×C here).
-    check_no_overflow(losses, batch.field, "loss")
-    if gradient is not None and not prescaled:
-        check_no_overflow(gradient, batch.field, "gradient")
+    if not prescaled:
+        check_no_overflow(losses, batch.field, "loss")
+        if gradient is not None:
+            check_no_overflow(gradient, batch.field, "gradient")
     denominator = batch.denominator(options.reduction.normalization)
     # A weight sum that overflows float64 would give a silent mean of 0 (x / inf).
     if not np.isfinite(denominator):
@@ -169,7 +178,7 @@ def finish(
     return LossResult(
         loss=loss, losses=losses, gradient=gradient, n_samples=batch.n_samples,
         n_classes=batch.n_classes,
-        n_ignored=int(batch.counted.size - np.count_nonzero(batch.counted)),
+        n_ignored=batch.counted.size - batch.n_counted,
         weight_sum=denominator, options=options, diagnostics=LossDiagnostics(n_clipped),
     )
 

@@ -19,7 +19,6 @@ the input: ``u - o Σ_c u_c`` through the softmax, ``u / p`` for probabilities.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +43,7 @@ from xentropy.losses._common import (
     per_class_value,
     sample_weight_vector,
 )
-from xentropy.options import Behaviour, LossOptions
+from xentropy.options import LossOptions
 
 __all__ = [
     "categorical_cross_entropy",
@@ -163,21 +162,19 @@ for _f in (softmax_cross_entropy, softmax_cross_entropy_with_integer_labels,
 
 # --------------------------------------------------------------------------- dispatch
 
-#: Options the fast kernel handles. Any other option with a non-default value (or any
-#: library behaviour other than the reduction's) sends the call to the general kernel.
-#: ``epsilon`` is here because the fast kernel's exact log-softmax never clips.
+#: Options the fast kernel handles, and the library behaviours that touch only the
+#: reduction. Any other option with a non-default value, or any other behaviour, sends
+#: the call to the general kernel. ``epsilon`` is here because the fast kernel's exact
+#: log-softmax never clips.
 _FAST_OPTIONS = frozenset({
     "class_weights", "sample_weights", "ignore_index", "label_smoothing", "reduction",
     "normalization", "units", "return_gradient", "epsilon",
+    "behaviour.library", "behaviour.empty_mean",
 })
 
 
 def _fast_path_applies(options: LossOptions, from_logits: bool, labelled: bool) -> bool:
-    reduction_only = dataclasses.replace(options.behaviour, library=None, empty_mean=None)
-    return (
-        from_logits and labelled and reduction_only == Behaviour()
-        and not options.non_default() - _FAST_OPTIONS
-    )
+    return from_logits and labelled and not options.changed - _FAST_OPTIONS
 
 
 # FIX: with weights or logits near the float64 limit an overflowed intermediate (inf) can
@@ -498,9 +495,11 @@ def _softmax_with_labels(
 
     gradient = None
     if options.return_gradient:
-        total = a + b * wvec.sum()
+        total = a + b * wvec.sum() if smooth is not None else a
         # |gradient| <= (max total + max a + max b·max w) · scale: finite bound, finite result.
-        bound = (total.max() + a.max() + b.max() * wvec.max()) * grad_scale
+        bound = (total.max() + a.max()) * grad_scale
+        if smooth is not None:
+            bound += b.max() * wvec.max() * grad_scale
         if not np.isfinite(bound):
             return None
         buf *= (total * grad_scale / (1.0 + rest))[:, None]
