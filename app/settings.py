@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -10,13 +11,18 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+_PRINTABLE_KEY = re.compile(r"[!-~]+")
+
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
 class Settings(BaseSettings):
     """Every setting can be given as an environment variable ``XENTROPY_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="XENTROPY_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a validation error (printed at start-up) never shows a key.
+    model_config = SettingsConfigDict(
+        env_prefix="XENTROPY_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     host: str = Field("127.0.0.1", description="Address `xentropy serve` binds to.")
     port: int = Field(
@@ -79,7 +85,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+            keys = [key.strip() for key in value.split(",") if key.strip()]
+            if value.strip() and not keys:
+                # " , " is a list of keys gone wrong, not a wish for an open service.
+                raise ValueError("XENTROPY_API_KEYS holds separators but no key")
+            return keys
         return value
 
     @model_validator(mode="after")
@@ -99,6 +109,14 @@ class Settings(BaseSettings):
                 # An empty key file is a broken deployment, not a wish for an open service.
                 raise ValueError(f"XENTROPY_API_KEYS_FILE {self.api_keys_file} holds no key")
             keys += from_file
+        for number, key in enumerate(keys, 1):
+            if not _PRINTABLE_KEY.fullmatch(key):
+                # A header carries bytes; a key outside printable ASCII could never be sent
+                # the way it is configured. Never print the key itself.
+                raise ValueError(
+                    f"API key {number} of {len(keys)} has characters outside printable ASCII "
+                    "or spaces: keys must be made of the characters '!' to '~'"
+                )
         # Only digests are kept: requests are compared by digest, in constant time.
         self._key_digests = tuple(hashlib.sha256(key.encode()).digest() for key in keys)
         return self
