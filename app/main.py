@@ -96,6 +96,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # FIX: Starlette's trailing-slash redirect built its Location from the request's
+        # Host header (an open redirect for anyone who controls that header): /v1/info/ is
+        # now a 404 like any other unknown path.
+        redirect_slashes=False,
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings

@@ -57,6 +57,21 @@ class Info(BaseModel):
     libraries: dict[str, str] = Field(description="Versions of the numeric and web stack.")
 
 
+@router.get("/", include_in_schema=False)
+def index(request: Request) -> dict[str, Any]:
+    """Where to start: a newcomer's ``curl localhost:8000`` gets links, not a bare 404."""
+    root = request.scope.get("root_path", "")
+    return {
+        "service": "xentropy",
+        "version": __version__,
+        "docs": f"{root}/docs",
+        "openapi": f"{root}/openapi.json",
+        "info": f"{root}/v1/info",
+        "health": f"{root}/healthz",
+        "readme": "README.md at the root of the source tree (also the package description)",
+    }
+
+
 @router.get("/healthz", tags=["service"], response_model=Health, summary="Liveness")
 def healthz() -> dict[str, Any]:
     """200 while the process is up."""
