@@ -186,3 +186,29 @@ def test_serve_runs_uvicorn_with_the_socket_closing_supervisor(monkeypatch):
     (supervisor,) = seen
     assert issubclass(supervisor, original) and supervisor is not original
     assert uvicorn_main.Multiprocess is original
+
+
+def test_a_metrics_path_that_is_a_file_is_a_clear_refusal(fake_uvicorn, tmp_path, capsys):
+    path = tmp_path / "metrics"
+    path.write_text("")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    assert cli.main(["serve", "--workers", "2"]) == 2
+    assert not fake_uvicorn[0]
+    assert f"cannot serve: PROMETHEUS_MULTIPROC_DIR={path} is not a directory" in (
+        capsys.readouterr().err)
+
+
+def test_a_metrics_directory_is_locked_while_serving(fake_uvicorn, tmp_path):
+    from app.api.metrics_store import MetricsDirError, claim_directory
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    lock = claim_directory(str(tmp_path), 2)  # as another running service would
+    try:
+        with pytest.raises(MetricsDirError, match=f"in use by another running service "
+                           f"\\(pid {os.getpid()}\\)"):
+            claim_directory(str(tmp_path), 2)
+        assert cli.main(["serve", "--workers", "2"]) == 2
+    finally:
+        os.close(lock)
+    assert cli.main(["serve", "--workers", "2"]) == 0  # released: usable again
+    assert (tmp_path / "xentropy.lock").exists()

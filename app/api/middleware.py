@@ -20,6 +20,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.metrics_store import safely
+
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED_ROUTE = "<unmatched>"
@@ -135,8 +137,11 @@ class ObservabilityMiddleware:
                 bytes_out += len(message.get("body", b""))
             await send(message)
 
-        in_progress = IN_PROGRESS.labels(method)
-        in_progress.inc()
+        # Metric updates never fail a request (a full or unwritable metrics directory is
+        # counted and logged by app.api.metrics_store instead).
+        in_progress = safely(IN_PROGRESS.labels, method)
+        if in_progress is not None:
+            safely(in_progress.inc)
         try:
             await self.app(scope, counting_receive, tagging_send)
         except Exception:
@@ -159,12 +164,13 @@ class ObservabilityMiddleware:
                 status = 500
             raise
         finally:
-            in_progress.dec()
+            if in_progress is not None:
+                safely(in_progress.dec)
             duration = time.perf_counter() - start
             route = route_template(scope)
             # No response at all: cancelled (graceful-shutdown timeout) or the client gone.
             final = status or NO_RESPONSE
-            self._record(method, route, final, duration, bytes_in, bytes_out)
+            safely(self._record, method, route, final, duration, bytes_in, bytes_out)
             if self.access_log:
                 self._log(scope, request_id, method, route, final, duration, bytes_in, bytes_out)
 
