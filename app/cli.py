@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib
 import json
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from app.settings import Settings, get_settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+HTTP_PROTOCOL = "app.protocol:XentropyHttpProtocol"
 
 # flag -> setting, for `serve`; the values are written back to XENTROPY_* so that every
 # worker process (which reads the environment) sees the same settings as the flags.
@@ -79,6 +81,37 @@ def prepare_metrics_dir(workers: int) -> tuple[str | None, int | None]:
         raise
 
 
+# Descriptors a worker needs besides its connections: the listening socket, logs, metric
+# files, the event loop's own, imported libraries.
+FD_RESERVE = 64
+
+
+def fit_connection_limit(max_connections: int) -> int:
+    """The per-worker connection limit the process's descriptor limit can hold: the soft
+    RLIMIT_NOFILE is raised (up to the hard limit) to fit ``max_connections`` plus a
+    reserve; if it cannot be, the connection limit is lowered to fit, with a warning, so
+    that the limit (an answer) is reached before the descriptors run out (no answer)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < want:
+        fitted = max(1, soft - FD_RESERVE)
+        print(
+            f"xentropy: warning: the descriptor limit ({soft}) cannot hold "
+            f"XENTROPY_MAX_CONNECTIONS={max_connections}; serving at most {fitted} "
+            "connections per worker",
+            file=sys.stderr,
+        )
+        return fitted
+    return max_connections
+
+
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -93,6 +126,9 @@ def serve(settings: Settings) -> int:
 
     for name in _SERVE_FLAGS:
         os.environ[f"XENTROPY_{name.upper()}"] = str(getattr(settings, name))
+    connections = fit_connection_limit(settings.max_connections)
+    if connections != settings.max_connections:
+        os.environ["XENTROPY_MAX_CONNECTIONS"] = str(connections)
     get_settings.cache_clear()
     try:
         created, lock = prepare_metrics_dir(settings.workers)
@@ -112,6 +148,9 @@ def serve(settings: Settings) -> int:
         server_header=False,
         timeout_graceful_shutdown=settings.graceful_timeout,
         lifespan="on",
+        # uvicorn's httptools protocol with bounded request heads, header and write
+        # timeouts and a connection limit (app/protocol.py)
+        http=HTTP_PROTOCOL,
     )
     supervisor = uvicorn_main.Multiprocess
     uvicorn_main.Multiprocess = _closing_supervisor(supervisor)

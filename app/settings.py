@@ -63,6 +63,45 @@ class Settings(BaseSettings):
         description="Seconds a request may take to send its whole body (408 beyond): a slow "
         "or stalled client does not hold its request open forever.",
     )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request head (request line and headers) accepted; larger gets "
+        "431 and the connection is closed, after reading at most this much.",
+    )
+    max_header_count: int = Field(
+        100, ge=8, le=10_000, description="Most header fields in one request (431 beyond)."
+    )
+    max_url_bytes: int = Field(
+        8 * 1024,
+        ge=256,
+        le=16 * 1024 * 1024,
+        description="Longest request target (path and query string); longer gets 414.",
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection may take to send a request's headers, counted from "
+        "its opening or the end of the previous response: a partial request gets 408, an "
+        "idle connection is closed.",
+    )
+    write_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a response may wait for the client to read any of it; a client "
+        "that stops reading for longer is disconnected and its buffered response freed.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Open connections per worker process. At the limit the connection idle "
+        "longest (no request in progress) is closed to make room; when every connection has "
+        "a request in progress, a new one gets 503.",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated API keys; when any key is configured, /v1 needs one.",
