@@ -127,47 +127,47 @@ def test_a_request_target_longer_than_the_limit_is_414(server):
 
 def test_a_100_mib_header_line_does_not_stall_anyone(server):
     """FIX (severe): one connection sending a 100 MiB header line stalled /healthz on every
-    other connection for 7.7-12 s (httptools joins the pieces of a header quadratically, on
+    other connection for 7.7-25 s (httptools joins the pieces of a header quadratically, on
     the event loop), peaked the server at 270 MiB, and was then answered 200. Now the head
-    is refused at the limit: three such attackers one after the other while /healthz is
-    probed."""
+    is refused at the limit: for two seconds, two attackers at a time each try to send
+    100 MiB of header line on a new connection, while /healthz is probed."""
     port = port_of(server)
     pid = server.process.pid
     hwm_before = vm_kib(pid, "VmHWM")
-    outcomes: list[tuple[float, bytes]] = []
+    until = time.monotonic() + 2.0
+    attempts: list[tuple[float, int]] = []  # (seconds, MiB the server let in)
 
     def attack() -> None:
         megabyte = b"a" * (1 << 20)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            t0 = time.monotonic()
-            answer = b""
-            try:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ")
-                for _ in range(100):
-                    s.sendall(megabyte)
-                s.sendall(b"\r\n\r\n")
-            except OSError:
-                pass  # closed by the server, as it should
-            try:
-                answer = s.recv(4096)
-            except OSError:
-                pass
-            outcomes.append((time.monotonic() - t0, answer))
+        while time.monotonic() < until:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                t0 = time.monotonic()
+                sent = 0
+                try:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ")
+                    for _ in range(100):
+                        s.sendall(megabyte)
+                        sent += 1
+                    s.sendall(b"\r\n\r\n")
+                except OSError:
+                    pass  # closed by the server, as it should
+                attempts.append((time.monotonic() - t0, sent))
 
-    attacker = threading.Thread(target=lambda: [attack() for _ in range(3)])
+    attackers = [threading.Thread(target=attack) for _ in range(2)]
     latencies = []
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        attacker.start()
-        while attacker.is_alive() or not latencies:
+        for t in attackers:
+            t.start()
+        while any(t.is_alive() for t in attackers):
             t0 = time.monotonic()
             assert http.get("/healthz").status_code == 200
             latencies.append(time.monotonic() - t0)
             time.sleep(0.01)
-    attacker.join()
-    assert len(outcomes) == 3
-    for took, answer in outcomes:
-        assert took < 5, f"the server read {took:.1f} s of an oversized head"
-        assert not answer.startswith(b"HTTP/1.1 200"), answer[:100]
+    for t in attackers:
+        t.join()
+    assert attempts and all(sent < 100 for _, sent in attempts), "a 100 MiB head got in"
+    assert max(took for took, _ in attempts) < 2
+    assert len(latencies) >= 10
     assert max(latencies) < 0.5, f"/healthz took {max(latencies):.2f} s during the attack"
     growth_mib = (vm_kib(pid, "VmHWM") - hwm_before) / 1024
     assert growth_mib < 16, f"peak RSS grew by {growth_mib:.0f} MiB"
