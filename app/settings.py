@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from xentropy.calibration import MAX_BINS
+
 _PRINTABLE_KEY = re.compile(r"[!-~]+")
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
@@ -55,6 +57,18 @@ class Settings(BaseSettings):
     )
     max_elements: int = Field(
         20_000_000, ge=1, description="Most array elements one request may carry (413 beyond)."
+    )
+    max_bins: int = Field(
+        MAX_BINS,
+        ge=1,
+        le=MAX_BINS,
+        description="Most calibration bins one request may ask for (`n_bins`; 422 beyond).",
+    )
+    max_class_bins: int = Field(
+        10_000_000,
+        ge=1,
+        description="Most classes × bins of one calibration request (422 beyond): the "
+        "per-class statistics hold at most that many bins.",
     )
     body_timeout: float = Field(
         30.0,
