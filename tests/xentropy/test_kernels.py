@@ -72,10 +72,11 @@ def test_each_option_alone_gives_the_same_answer_through_both_kernels(name):
     _assert_same(*_both(labels, given))
 
 
-@pytest.mark.parametrize("name", sorted(set(NON_DEFAULT) - categorical._FAST_OPTIONS))
+# A convention is a bundle: its behaviours decide (the next test).
+@pytest.mark.parametrize(
+    "name", sorted(set(NON_DEFAULT) - categorical._FAST_OPTIONS - {"convention"})
+)
 def test_an_option_the_fast_kernel_does_not_handle_sends_the_call_to_the_general_one(name):
-    if name == "convention":
-        pytest.skip("a convention is a bundle: its behaviours decide (checked below)")
     options = LossOptions.build(
         "categorical", {name: NON_DEFAULT[name]}, from_logits=True, labelled=True
     )
