@@ -279,6 +279,19 @@ class LossOptions:
           InputError: for a value that breaks its rule, or an option the convention's
             library does not have (``not_in_convention``).
         """
+        key = _cache_key(family, given, from_logits, labelled)
+        cached = _BUILT.get(key) if key is not None else None
+        if cached is not None:
+            return cached
+        built = cls._build(family, given, from_logits=from_logits, labelled=labelled)
+        if key is not None and len(_BUILT) < _MAX_BUILT:
+            _BUILT[key] = built
+        return built
+
+    @classmethod
+    def _build(
+        cls, family: str, given: dict[str, Any], *, from_logits: bool, labelled: bool
+    ) -> LossOptions:
         from xentropy.conventions import describe, resolve  # they build on the table above
 
         params = PARAMS[family]
@@ -337,6 +350,26 @@ class LossOptions:
         if name == "convention":
             return self.convention
         return getattr(getattr(self, _GROUP_OF[name]), name)
+
+
+#: Options built from scalars only (no arrays), by call: most calls repeat a handful of
+#: option sets, and a LossOptions is immutable, so it is built once per set.
+_BUILT: dict[tuple[Any, ...], LossOptions] = {}
+_MAX_BUILT = 1024
+
+
+def _cache_key(
+    family: str, given: dict[str, Any], from_logits: bool, labelled: bool
+) -> tuple[Any, ...] | None:
+    """A hashable key for ``given``, or None when it holds an array (or anything else
+    whose value is not its identity). The type is part of the key: True == 1, but only
+    one of them is a valid boolean."""
+    items = []
+    for name, value in given.items():
+        if not isinstance(value, str | bool | int | float | type(None)):
+            return None
+        items.append((name, type(value), value))
+    return (family, from_logits, labelled, *sorted(items))
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from xentropy._validation import InputError
 from xentropy.losses import categorical
 from xentropy.options import CATEGORICAL_PARAMS, LossOptions
 
@@ -131,3 +132,14 @@ def test_float32_and_strided_logits_give_the_same_answer_through_both_kernels():
     labels = np.abs(LABELS) % C
     _assert_same(*_both(labels, given, LOGITS.astype(np.float32)))
     _assert_same(*_both(labels, given, np.asfortranarray(LOGITS)))
+
+
+def test_options_built_once_per_set_still_validate_every_call():
+    LossOptions.build("categorical", {"return_gradient": True}, from_logits=True, labelled=True)
+    with pytest.raises(InputError) as err:  # 1 == True, but 1 is no boolean
+        LossOptions.build("categorical", {"return_gradient": 1}, from_logits=True,
+                          labelled=True)
+    assert err.value.kind == "type_error"
+    a = LossOptions.build("categorical", {"units": "bits"}, from_logits=True, labelled=True)
+    b = LossOptions.build("categorical", {"units": "bits"}, from_logits=True, labelled=True)
+    assert a is b and a.reduction.units == "bits"
