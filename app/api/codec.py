@@ -313,6 +313,8 @@ def _parse_wire(value: Any, spec: ArraySpec, *, lenient: bool) -> Any:
         return _decoder(spec, lenient=lenient).decode(value.view())
     if isinstance(value, bytes | bytearray):
         return _decoder(spec, lenient=lenient).decode(value)
+    if isinstance(value, dict):  # an encoded array as a Python dict: its data as JSON
+        return _decoder(spec, lenient=lenient).decode(msgspec.json.encode(value))
     return msgspec.convert(value, _wire_type(spec, lenient=lenient), strict=True)
 
 
@@ -670,7 +672,6 @@ def _decode_encoded(wire: EncodedArrayStruct, field: str, spec: ArraySpec) -> np
 
 
 _BACKSLASH = re.compile(rb"\\")
-_PAD = re.compile(rb"=")
 
 
 def _base64_size(data: msgspec.Raw) -> int:
@@ -686,29 +687,38 @@ def _base64_size(data: msgspec.Raw) -> int:
 
 def _base64_bytes(data: msgspec.Raw, field: str) -> bytes:
     """The bytes of an encoded array's ``data``: standard base64 (RFC 4648), padded only
-    at its end, no line breaks. Decoded from the body's text itself (no Python str) unless
-    the JSON string holds escapes."""
+    at its end, no line breaks. Decoded from the body's text itself (no Python str);
+    only a string that holds JSON escapes ("\\/" is legal JSON for "/") is unescaped first."""
     text = memoryview(data)
     if len(text) < 2 or text[0] != 0x22 or text[-1] != 0x22:
         raise _positioned_error(
             field, "expected a string of base64 data", ["data"], "type_error"
         )
     inner = text[1:-1]
-    if _BACKSLASH.search(inner):  # a JSON escape ("\/" is legal JSON for "/")
-        inner = memoryview(msgspec.json.decode(data, type=str).encode("utf-8", "replace"))
-    n = len(inner)
-    # binascii accepts padding after a complete quantum ("AAAA==" is 3 bytes to it).
-    canonical = n % 4 == 0 and not _PAD.search(inner, 0, max(0, n - 2))
     try:
-        if not canonical:
-            raise binascii.Error("padding")
-        return binascii.a2b_base64(inner, strict_mode=True)
+        return _strict_base64(inner)
     except (binascii.Error, ValueError):
-        raise _positioned_error(
-            field, "expected standard base64 (RFC 4648) data: the alphabet A-Z a-z 0-9 + /, "
-            "a length that is a multiple of 4, and = padding only at the end", ["data"],
-            "base64",
-        ) from None
+        if _BACKSLASH.search(inner):  # error path only: a scan of the string
+            try:
+                unescaped = msgspec.json.decode(data, type=str).encode("utf-8", "replace")
+                return _strict_base64(memoryview(unescaped))
+            except (binascii.Error, ValueError, msgspec.DecodeError):
+                pass
+    raise _positioned_error(
+        field, "expected standard base64 (RFC 4648) data: the alphabet A-Z a-z 0-9 + /, "
+        "a length that is a multiple of 4, and = padding only at the end", ["data"],
+        "base64",
+    )
+
+
+def _strict_base64(text: memoryview) -> bytes:
+    # binascii's strict mode refuses anything outside the alphabet, leading padding and
+    # data after padding, but takes padding after a complete quantum ("AAAA==" is 3
+    # bytes to it): the length and the last two quanta settle that.
+    n = len(text)
+    if n % 4 or 0x3D in bytes(text[max(0, n - 8) : max(0, n - 2)]):
+        raise binascii.Error("padding")
+    return binascii.a2b_base64(text, strict_mode=True)
 
 
 def _check_bool_bytes(arr: np.ndarray, field: str) -> None:

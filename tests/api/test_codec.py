@@ -276,13 +276,21 @@ def test_base64_beyond_its_padding_is_refused(data):
 
 
 def test_base64_with_json_escapes_is_decoded():
-    text = encoded([1.0], "float64").replace(b"/", b"\\/")
-    values = np.frombuffer(b"\xff" * 8 + b"\x00" * 8, "<f8")  # base64 holds "/"
-    text = encoded(values.astype(np.float64), "float64")
-    if b"/" in text:
-        text = text.replace(b"/", b"\\/")
-    with pytest.raises(InputError):  # NaN bytes: decoded, then refused as not finite
-        codec.decode_array(span(text), field="v", spec=VECTOR)
+    values = np.frombuffer(bytes([0xFF, 0xEF] * 12), "<f8").copy()  # -3.1e231: "/+//7//v"
+    text = encoded(values, "float64")
+    assert b"/" in text
+    escaped = text.replace(b"/", b"\\/")  # "\/" is legal JSON for "/"
+    np.testing.assert_array_equal(codec.decode_array(span(escaped), field="v", spec=VECTOR),
+                                  values)
+    finite = np.array([1.5e-300, -2.0, 3.0])
+    text = encoded(finite, "float64").replace(b"A", b"\\u0041")  # any escape
+    np.testing.assert_array_equal(codec.decode_array(span(text), field="v", spec=VECTOR),
+                                  finite)
+
+
+def test_encoded_arrays_as_python_dicts():
+    value = {"dtype": "float64", "shape": [1], "data": "AAAAAAAA8D8="}
+    np.testing.assert_array_equal(codec.decode_array(value, field="v", spec=VECTOR), [1.0])
 
 
 def test_bool_mask_bytes_other_than_0_and_1_are_refused():
