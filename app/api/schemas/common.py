@@ -417,6 +417,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "(the connection is closed).",
     },
     413: {"model": ErrorBody, "description": "Body or element count over the configured limit."},
-    415: {"model": ErrorBody, "description": "The body is not `application/json`."},
+    415: {"model": ErrorBody, "description": "The body is not `application/json`, or is sent "
+          "with a `Content-Encoding` other than identity (compressed bodies are refused)."},
     422: {"model": ValidationErrorBody, "description": "Invalid body: field, position and rule."},
 }
