@@ -197,6 +197,9 @@ _TYPE_WORDS = {
 }
 
 
+_EXPECTED = {"float": "a number", "int": "an integer", "mask": "0, 1 or a boolean"}
+
+
 def _decoder(spec: ArraySpec, *, lenient: bool = False) -> msgspec.json.Decoder[Any]:
     if (spec, lenient) not in _DECODERS:
         _DECODERS[spec, lenient] = msgspec.json.Decoder(_wire_type(spec, lenient=lenient))
@@ -214,7 +217,7 @@ def _wire_error(exc: msgspec.ValidationError, field: str, spec: ArraySpec) -> In
     text = str(exc)
     message = text.partition(" - at `")[0]
     position = _wire_path(text)
-    expected_word = {"float": "a number", "int": "an integer", "mask": "0, 1 or a boolean"}
+    expected_word = _EXPECTED
     got = re.search(r"got `(\w+)`", message)
     inside_encoded = any(isinstance(p, str) for p in position)  # e.g. ["shape", 2]
     if message.startswith("Expected") and got:
@@ -361,6 +364,21 @@ def _vector(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
             ) -> np.ndarray:
     """The elements between ``lo`` and ``hi`` (inside the brackets) of a JSON vector."""
     plain = buf.find(b'"', lo, hi) < 0 and buf.find(b"{", lo, hi) < 0
+    nested = buf.find(b"[", lo, hi)
+    if nested >= 0:
+        # A list after numbers: the elements before it are parsed (an earlier error
+        # comes first), then the list is refused where it stands, whatever its length.
+        before = buf.rfind(b",", lo, nested)
+        done = 0 if before < 0 else _vector(buf, lo, before, field, spec).size
+        if 2 in spec.ndim:
+            raise InputError(
+                field, "expected every row to be a list, or none (mixed numbers and lists)",
+                position=(done,), kind="ragged",
+            )
+        raise InputError(
+            field, f"expected {_EXPECTED[spec.kind]}, got an array nested deeper than the "
+            "field allows", position=(done,), kind="type_error",
+        )
     n = buf.count(b",", lo, hi) + 1
     if plain:  # separators are exactly the commas: charge before allocating
         _charge(n)
@@ -376,13 +394,6 @@ def _vector(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
         block = _simd_block(parser, text, of_type, rows=False)
         if block is None:
             block = _strict_block(text, field, spec, done)
-            if block.ndim != 1:
-                # A list among the numbers of a field that also takes matrices.
-                i = next(i for i, v in enumerate(block) if isinstance(v, list))
-                raise InputError(
-                    field, "expected every row to be a list, or none (mixed numbers and lists)",
-                    position=(done + i,), kind="ragged",
-                )
         if done + block.size > n:
             raise InputError(field, "expected a vector of numbers", kind="type_error")
         out[done : done + block.size] = block
@@ -654,7 +665,8 @@ def _decode_encoded(wire: EncodedArrayStruct, field: str, spec: ArraySpec) -> np
     shape = [int(size) for size in wire.shape]
     n_items = math.prod(shape)  # Python ints: no overflow whatever the shape
     expected = n_items * dtype.itemsize
-    if _base64_size(wire.data) == expected:
+    charged = _base64_size(wire.data) == expected
+    if charged:
         _charge(n_items)  # the declared shape, before anything is decoded or allocated
     raw = _base64_bytes(wire.data, field)
     if len(raw) != expected:
@@ -664,6 +676,8 @@ def _decode_encoded(wire: EncodedArrayStruct, field: str, spec: ArraySpec) -> np
             f"got {len(raw)}",
             ["data"], "size_mismatch",
         )
+    if not charged:  # JSON escapes made the text longer than its base64
+        _charge(n_items)
     # Every size is >= 1 and their product matched the data: reshape cannot overflow.
     arr = np.frombuffer(raw, dtype=dtype).reshape(shape)
     if wire.dtype == "bool":
