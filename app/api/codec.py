@@ -363,9 +363,10 @@ def _nested_lists(span: Span, field: str, spec: ArraySpec) -> np.ndarray | None:
 def _vector(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpec
             ) -> np.ndarray:
     """The elements between ``lo`` and ``hi`` (inside the brackets) of a JSON vector."""
-    plain = buf.find(b'"', lo, hi) < 0 and buf.find(b"{", lo, hi) < 0
+    quote = buf.find(b'"', lo, hi)
+    plain = quote < 0 and buf.find(b"{", lo, hi) < 0
     nested = buf.find(b"[", lo, hi)
-    if nested >= 0:
+    if nested >= 0 and (quote < 0 or nested < quote):  # not a "[" inside a string
         # A list after numbers: the elements before it are parsed (an earlier error
         # comes first), then the list is refused where it stands, whatever its length.
         before = buf.rfind(b",", lo, nested)

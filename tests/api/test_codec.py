@@ -113,6 +113,7 @@ IRREGULAR = {
     "mixed-number-first": [1, [2, 3]],
     "mixed-long-list-late": [0.5] * 30 + [[1.5] * 40, 2.5],
     "mixed-nan-before-list": [0.5, None, [1.0]],
+    "string-with-bracket-in-vector": [0.5, "a[b", [1.0]],
     "bool": [[1, True]],
     "bool-late": [[0.5, 1.5]] * 11 + [[0.0, True]],
     "null": [[1, None]],
