@@ -208,22 +208,26 @@ class _Sorted:
     cum_confidence: np.ndarray
 
 
-def _sorted_runs(c: np.ndarray, o: np.ndarray, weights: np.ndarray) -> _Sorted:
+def _sorted_runs(
+    c: np.ndarray, o: np.ndarray, weights: np.ndarray, *, presorted: bool = False
+) -> _Sorted:
     """Sort by confidence (``np.argsort``'s default, as the quantile bins do) and take the
     cumulative weight, w·outcome and w·confidence of K rows of ``weights`` (K, N) at the
-    ends of the runs of ties."""
-    order = np.argsort(c)
-    cs = c[order]
+    ends of the runs of ties. ``presorted``: c is already sorted (and ``weights`` in its
+    order): no sort, no gather of the (K, N) weights."""
+    order = np.arange(c.shape[0]) if presorted else np.argsort(c)
+    cs = c if presorted else c[order]
     run_end = np.flatnonzero(np.append(cs[1:] != cs[:-1], True))
-    ws = weights[:, order]
+    ws = weights if presorted else weights[:, order]
+    os_ = o if presorted else o[order]
 
     def cum(x: np.ndarray | None) -> np.ndarray:
-        v = ws if x is None else ws * x[order]
+        v = ws if x is None else ws * x
         out = np.zeros((weights.shape[0], run_end.shape[0] + 1))
         out[:, 1:] = np.cumsum(v, axis=1)[:, run_end]
         return out
 
-    return _Sorted(order, run_end, cum(None), cum(o), cum(c))
+    return _Sorted(order, run_end, cum(None), cum(os_), cum(cs))
 
 
 def _rowwise_searchsorted(a: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -440,20 +444,60 @@ def _hat_sums(c: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return (left + right).reshape(k_rows, n)
 
 
+def _fft_size(n: int) -> int:
+    """The smallest 2^i·3^j·5^k >= 2.5·n: a circular convolution of that length holds the
+    centre n points of the reflected convolution (full indices about 1.5n to 2.5n of a
+    full length 4n − 3) without wrap-around."""
+    need = (5 * n + 1) // 2
+    best = 1 << (need - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            v = p35
+            while v < need:
+                v *= 2
+            best = min(best, v)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def _reflect_spectrum(grid: np.ndarray, size: int) -> np.ndarray:
+    """rfft of each row of ``grid`` (..., n) reflected at both ends (length 3n − 2),
+    folded modulo ``size`` (a circular convolution of the folded rows is the linear one
+    folded the same way)."""
+    ext = np.concatenate([grid[..., ::-1][..., :-1], grid, grid[..., ::-1][..., 1:]], axis=-1)
+    if ext.shape[-1] > size:
+        folded = ext[..., :size].copy()
+        folded[..., : ext.shape[-1] - size] += ext[..., size:]
+        ext = folded
+    return np.fft.rfft(ext, size)
+
+
+def _kernel_spectrum(n: int, sigmas: np.ndarray, size: int) -> np.ndarray:
+    """rfft of relplot's Gaussian sampled on ``linspace(0, 1, n)`` (centred at 0.5), one
+    row per σ."""
+    t = np.linspace(0, 1, n)
+    s = sigmas[:, None]
+    ker = np.exp(-(t - 0.5) * (t - 0.5) / (2 * s**2)) / (np.sqrt(2 * np.pi) * s)
+    return np.fft.rfft(ker, size)
+
+
 def _reflected_smooth(grid: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     """``ReflectedGaussianKernel.convolve`` of each row of ``grid`` (K, n) with the
     Gaussian of its own σ (K,), by FFT: the values reflected at both ends, convolved with
     the kernel sampled on ``linspace(0, 1, n)`` (centred at 0.5), the centre n kept."""
     n = grid.shape[1]
-    t = np.linspace(0, 1, n)
-    s = sigmas[:, None]
-    ker = np.exp(-(t - 0.5) * (t - 0.5) / (2 * s**2)) / (np.sqrt(2 * np.pi) * s)
-    ext = np.concatenate([grid[:, ::-1][:, :-1], grid, grid[:, ::-1][:, 1:]], axis=1)
-    length = ext.shape[1] + n - 1
-    size = 1 << (length - 1).bit_length()
-    full = np.fft.irfft(np.fft.rfft(ext, size) * np.fft.rfft(ker, size), size)
-    start = n - 1 + n // 2  # 'valid' starts at n - 1 of the full convolution
-    return full[:, start:start + n]
+    size = _fft_size(n)
+    return _centre(_reflect_spectrum(grid, size) * _kernel_spectrum(n, sigmas, size), n, size)
+
+
+def _centre(product: np.ndarray, n: int, size: int) -> np.ndarray:
+    """The centre n points of the (circular) convolution whose spectrum is ``product``:
+    np.convolve(..., 'valid')[n//2 : n//2 + n], i.e. full indices n − 1 + n//2 + i."""
+    start = n - 1 + n // 2
+    return np.fft.irfft(product, size)[..., start:start + n]
 
 
 def _interpolate(t: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -478,13 +522,16 @@ class _Smoother:
         self.weights = weights
         self.residual = weights * (c - o)
         self.labels = weights * o
-        self._grids: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._spectra: dict[int, np.ndarray] = {}
 
-    def grids(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        if n not in self._grids:
-            self._grids[n] = (_hat_sums(self.c, self.residual, n),
-                              _hat_sums(self.c, self.weights, n))
-        return self._grids[n]
+    def spectrum(self, n: int) -> np.ndarray:
+        """The reflected grid sums of w·(c − y) and of w for grid size n, transformed:
+        shape (2, K, size // 2 + 1); computed once per grid size (no σ in them)."""
+        if n not in self._spectra:
+            grids = np.stack([_hat_sums(self.c, self.residual, n),
+                              _hat_sums(self.c, self.weights, n)])
+            self._spectra[n] = _reflect_spectrum(grids, _fft_size(n))
+        return self._spectra[n]
 
     def smece(self, sigmas: np.ndarray) -> np.ndarray:
         """relplot's ``smooth_ece(f, y, σ_k)`` for every row k (shape (K,))."""
@@ -493,10 +540,12 @@ class _Smoother:
         n_eval = np.array([max(round(10 / float(s)), _SMECE_MESH) for s in sigmas])
         for n, e in sorted(set(zip(n_grid.tolist(), n_eval.tolist(), strict=True))):
             sel = np.flatnonzero((n_grid == n) & (n_eval == e))
-            res, ones = self.grids(n)
+            size = _fft_size(n)
+            smooth = _centre(self.spectrum(n)[:, sel] * _kernel_spectrum(n, sigmas[sel], size),
+                             n, size)
             t = np.linspace(0, 1, e)
-            ys = _interpolate(t, _reflected_smooth(res[sel], sigmas[sel]))
-            dens = _interpolate(t, _reflected_smooth(ones[sel], sigmas[sel])) + _SMOOTH_EPS
+            ys = _interpolate(t, smooth[0])
+            dens = _interpolate(t, smooth[1]) + _SMOOTH_EPS
             out[sel] = (np.abs(ys / dens) * dens).sum(axis=1) / dens.sum(axis=1)
         return out
 
