@@ -224,7 +224,10 @@ def _sorted_runs(
     def cum(x: np.ndarray | None) -> np.ndarray:
         v = ws if x is None else ws * x
         out = np.zeros((weights.shape[0], run_end.shape[0] + 1))
-        out[:, 1:] = np.cumsum(v, axis=1)[:, run_end]
+        if run_end.shape[0] == c.shape[0]:  # no ties: every sample ends its run
+            np.cumsum(v, axis=1, out=out[:, 1:])
+        else:
+            out[:, 1:] = np.cumsum(v, axis=1)[:, run_end]
         return out
 
     return _Sorted(order, run_end, cum(None), cum(os_), cum(cs))
@@ -234,6 +237,8 @@ def _rowwise_searchsorted(a: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``np.searchsorted(a[k], v[k], side="left")`` for every row k: a (K, M) with
     non-decreasing rows, v (K, Q) -> (K, Q) int64, by bisection (log2 M steps)."""
     k_rows, m = a.shape
+    if k_rows == 1:
+        return np.searchsorted(a[0], v[0], side="left")[None, :]
     lo = np.zeros(v.shape, np.int64)
     hi = np.full(v.shape, m, np.int64)
     rows = np.arange(k_rows)[:, None]

@@ -263,7 +263,8 @@ class ClopperPearson:
 def clopper_pearson(
     successes: ArrayLike, trials: ArrayLike, *, confidence_level: float = 0.95
 ) -> ClopperPearson:
-    """Exact (Clopper–Pearson) binomial intervals for k successes in n trials.
+    """Exact binomial intervals for k successes in n trials (Clopper & Pearson 1934,
+    "The use of confidence or fiducial limits illustrated in the case of the binomial").
 
     Args:
       successes: k, integers in [0, n] (any shape).
@@ -410,7 +411,9 @@ def bootstrap_weights(
     method: str = "poisson",
     stream: int = 0,
 ) -> np.ndarray:
-    """The replicate weights :func:`bootstrap_intervals` uses, shape (R, N), float64.
+    """The replicate weights :func:`bootstrap_intervals` uses, shape (R, N), float64
+    (Poisson bootstrap: Hanley & MacGibbon 2006, "Creating non-parametric bootstrap
+    samples using Poisson frequencies"; multinomial: Efron 1979).
 
     Args:
       n_samples: N >= 1.
@@ -739,7 +742,8 @@ def bootstrap_intervals(
     method: str = "poisson",
     stream: int = 0,
 ) -> BootstrapIntervals:
-    """Percentile bootstrap intervals of every scalar calibration statistic.
+    """Percentile bootstrap intervals of every scalar calibration statistic (Efron &
+    Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13).
 
     Args:
       confidences: shape (N,), in [0, 1]: the binned value (top-label confidence, or

@@ -9,8 +9,16 @@ a smoke run whose bounds are loose); the full study of the issue is
     XENTROPY_COVERAGE_SIMULATIONS=200 .venv/bin/python -m pytest -q -s \\
         tests/xentropy/calibration_science/test_intervals.py -k coverage
 
-which asserts 80–97 % coverage of the 90 % intervals of ``ece_debiased`` and prints the
-observed coverage of every estimator.
+which asserts 80–97 % coverage of the 90 % intervals of ``ece_debiased`` on the
+overconfident design and prints the observed coverage of every estimator on both designs
+(about three minutes on two cores). Figures of the 200-simulation run (N = 2000, R = 300):
+
+    design             truth (L1, L2)    ece    ace  sweep smooth debiased rmsce
+    overconfident      0.1000, 0.1091  0.890  0.890  0.895  0.885  0.865  0.700
+    nearly calibrated  0.0238, 0.0259  0.000  0.015  0.465  0.055  0.675  0.000
+
+(``ece``, ``ace``, ``ece_sweep`` and ``smooth_ece`` against the L1 truth, ``ece_debiased``
+and ``rmsce`` against the L2 truth.)
 """
 
 from __future__ import annotations
@@ -289,54 +297,64 @@ def test_percentile_interval_and_errors() -> None:
 
 # ----------------------------------------------------------------------------- coverage
 
-#: The simulation: confidences uniform on (0, 1), labels Bernoulli(g(p)) with g(p) = p^1.5
-#: (an overconfident model), N samples, 90 % intervals from R Poisson resamples.
+#: The simulations: confidences uniform on (0, 1), labels Bernoulli(g(p)) with
+#: g(p) = p^power, N samples, 90 % intervals from R Poisson resamples. power 1.5 is an
+#: overconfident model (true L1 error 0.1; the issue's 80–97 % bound is asserted there);
+#: power 1.1 is nearly calibrated (true L1 error 0.024), where the upward bias of the
+#: plug-in estimators is of the order of their spread (reported, not asserted).
 _N, _R, _LEVEL = 2000, 300, 0.9
+_DESIGNS = {"overconfident": 1.5, "nearly_calibrated": 1.1}
 
 
-def _g(p: np.ndarray) -> np.ndarray:
-    return p**1.5
-
-
-def _true_errors() -> tuple[float, float]:
+def _true_errors(power: float) -> tuple[float, float]:
     """The true L1 and L2 calibration errors ∫|p − g(p)| dp and sqrt(∫(p − g(p))² dp)
     by 200-point Gauss–Legendre quadrature on (0, 1)."""
     x, wq = np.polynomial.legendre.leggauss(200)
     x, wq = (x + 1) / 2, wq / 2
-    gap = x - _g(x)
+    gap = x - x**power
     return float(wq @ np.abs(gap)), float(np.sqrt(wq @ gap**2))
 
 
 def test_true_errors_by_quadrature() -> None:
-    l1, l2 = _true_errors()
-    # Closed forms: ∫ p − p^1.5 = 1/2 − 1/2.5 and ∫ (p − p^1.5)² = 1/3 − 2/3.5 + 1/4.
-    assert l1 == pytest.approx(0.1, abs=1e-12)
-    assert l2 == pytest.approx(np.sqrt(1 / 3 - 2 / 3.5 + 1 / 4), abs=1e-12)
+    for power in _DESIGNS.values():
+        l1, l2 = _true_errors(power)
+        # Closed forms: ∫ p − p^a = 1/2 − 1/(a + 1), ∫ (p − p^a)² = 1/3 − 2/(a + 2) + 1/(2a + 1).
+        # (p^a is not smooth at 0, so the quadrature is good to about 1e-11, not 1e-16.)
+        assert l1 == pytest.approx(0.5 - 1 / (power + 1), abs=1e-10)
+        assert l2 == pytest.approx(
+            np.sqrt(1 / 3 - 2 / (power + 2) + 1 / (2 * power + 1)), abs=1e-10
+        )
 
 
-def test_coverage_of_the_intervals() -> None:
+@pytest.mark.parametrize("design", sorted(_DESIGNS))
+def test_coverage_of_the_intervals(design: str) -> None:
+    power = _DESIGNS[design]
     simulations = int(os.environ.get("XENTROPY_COVERAGE_SIMULATIONS", "12"))
-    l1, l2 = _true_errors()
+    l1, l2 = _true_errors(power)
     truth = {"ece": l1, "ace": l1, "ece_sweep": l1, "smooth_ece": l1, "ece_debiased": l2,
              "rmsce": l2}
     hits: dict[str, int] = dict.fromkeys(truth, 0)
     widths: dict[str, float] = dict.fromkeys(truth, 0.0)
+    centres: dict[str, float] = dict.fromkeys(truth, 0.0)
     for s in range(simulations):
         rng = np.random.default_rng(1000 + s)
         p = rng.uniform(size=_N)
-        y = (rng.uniform(size=_N) < _g(p)).astype(float)
+        y = (rng.uniform(size=_N) < p**power).astype(float)
         r = bootstrap_intervals(p, y, n_resamples=_R, seed=s, confidence_level=_LEVEL,
                                 estimators=["ece_debiased", "ece_sweep", "smooth_ece"])
         for k, t in truth.items():
             lo, hi = r.intervals[k]
             hits[k] += lo <= t <= hi
             widths[k] += (hi - lo) / simulations
+            centres[k] += (lo + hi) / 2 / simulations
     coverage = {k: v / simulations for k, v in hits.items()}
-    print(f"\ncoverage of {_LEVEL:.0%} intervals over {simulations} simulations "
+    print(f"\n{design}: coverage of {_LEVEL:.0%} intervals over {simulations} simulations "
           f"(N={_N}, R={_R}; L1 truth {l1:.4f}, L2 truth {l2:.4f}):")
     for k in truth:
         print(f"  {k:13s} vs {'L2' if truth[k] == l2 else 'L1'}: {coverage[k]:.3f} "
-              f"(mean width {widths[k]:.4f})")
+              f"(mean width {widths[k]:.4f}, mean centre {centres[k]:.4f})")
+    if design != "overconfident":
+        return
     if simulations >= 200:
         assert 0.80 <= coverage["ece_debiased"] <= 0.97
     else:  # a smoke run: a binomial(12, 0.9) count is >= 7 with probability 0.9996
