@@ -43,16 +43,20 @@ from xentropy._validation import (
     first_index,
     number_text,
 )
-from xentropy.calibration.binning import BINNINGS, MAX_BINS, _binned, _BinSums
+from xentropy.calibration.binning import (
+    BINNING,
+    N_BINS,
+    CalibrationBin,
+    _binned,
+    _BinSums,
+    reliability_bins,
+)
 from xentropy.calibration.metrics import _calibration_error, _check_sample_weights
 
 #: The options shared by the estimators (same rows as ``calibration_report``'s).
 ESTIMATOR_PARAMS: dict[str, Param] = {
-    "n_bins": Param("integer", 15, f"Number of bins, 1 to {MAX_BINS}.", low=1, high=MAX_BINS),
-    "binning": Param(
-        "choice", "uniform", '`"uniform"` (equal width) or `"quantile"` (equal mass).',
-        choices=BINNINGS,
-    ),
+    "n_bins": N_BINS,
+    "binning": BINNING,
     "max_n_bins": Param(
         "integer", None,
         "`ece_sweep`: the largest bin count tried (default: N, every count).", low=1,
@@ -641,18 +645,6 @@ def smooth_ece(
 
 
 @dataclass(frozen=True)
-class ReliabilityBin:
-    """One bin (lower, upper] of a class's column (the fields of ``CalibrationBin``)."""
-
-    lower: float
-    upper: float
-    count: int
-    weight: float
-    mean_confidence: float | None
-    accuracy: float | None
-
-
-@dataclass(frozen=True)
 class ClassBins:
     """The calibration of class k's probability column against the indicator y == k.
 
@@ -666,7 +658,7 @@ class ClassBins:
     ece: float
     mce: float
     rmsce: float
-    bins: tuple[ReliabilityBin, ...]
+    bins: tuple[CalibrationBin, ...]
 
 
 @dataclass(frozen=True)
@@ -677,28 +669,6 @@ class ClasswiseCalibration:
     per_class: tuple[ClassBins, ...]
     n_bins: int
     binning: str
-
-
-def _reliability_bins(sums: _BinSums) -> tuple[ReliabilityBin, ...]:
-    """The reported bins of a single row of sums (``every_bin``), as the report does."""
-    assert sums.edges is not None
-    weight = sums.weight[0]
-    nonempty = weight > 0
-    safe = np.where(nonempty, weight, 1.0)
-    conf = np.clip(sums.sum_confidence[0] / safe, sums.edges[:-1], sums.edges[1:])
-    acc = sums.sum_outcome[0] / safe
-    unscaled = sums.weight_unscaled()[0]
-    return tuple(
-        ReliabilityBin(
-            lower=float(sums.edges[b]),
-            upper=float(sums.edges[b + 1]),
-            count=int(sums.count[0, b]),
-            weight=float(unscaled[b]),
-            mean_confidence=float(conf[b]) if nonempty[b] else None,
-            accuracy=float(acc[b]) if nonempty[b] else None,
-        )
-        for b in range(weight.shape[0])
-    )
 
 
 def classwise_calibration(
@@ -752,7 +722,7 @@ def classwise_calibration(
             rmsce=float(rmsce[k]),
             # The reported bins need each column's own edges: one binning per class
             # (the output itself is C × n_bins bins).
-            bins=_reliability_bins(
+            bins=reliability_bins(
                 _binned(columns[k:k + 1], indicator[k:k + 1], w, n, binning, every_bin=True)
             ),
         )
