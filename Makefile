@@ -2,18 +2,33 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two installs, each with its stamp: `make run` needs the package and its runtime
+# dependencies only; `make test` and the tools need the dev extras too.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test lint typecheck pytest openapi client bench system-deps clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,oracles]"
-	touch $(STAMP)
 
-run: $(STAMP)  ## set up and serve on 127.0.0.1:8000
-	$(BIN)/xentropy serve --host 127.0.0.1 --port 8000
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev,oracles]"
+	touch $@ $(RUNTIME_STAMP)
+
+# `make run HOST=0.0.0.0 PORT=9100 WORKERS=2`: variables given on the command line become
+# flags. Otherwise nothing is forced, so XENTROPY_HOST, XENTROPY_PORT (or PORT) and the
+# other XENTROPY_* settings from the environment apply, then the defaults (127.0.0.1:8000).
+given = $(if $(filter command line,$(origin $(1))),$(2) $($(1)))
+SERVE_FLAGS = $(call given,HOST,--host) $(call given,PORT,--port) $(call given,WORKERS,--workers)
+
+run: $(RUNTIME_STAMP)  ## set up (runtime only) and serve, on 127.0.0.1:8000 by default
+	$(BIN)/xentropy serve $(strip $(SERVE_FLAGS))
 
 test: system-deps lint typecheck pytest  ## set up and run every check
 

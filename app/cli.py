@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-import glob
 import importlib
 import json
 import os
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from app.settings import Settings, get_settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+HTTP_PROTOCOL = "app.protocol:XentropyHttpProtocol"
 
 # flag -> setting, for `serve`; the values are written back to XENTROPY_* so that every
 # worker process (which reads the environment) sees the same settings as the flags.
@@ -50,24 +51,65 @@ def logging_config(level: str, access_log: bool) -> dict[str, Any]:
     return config
 
 
-def prepare_metrics_dir(workers: int) -> str | None:
+def prepare_metrics_dir(workers: int) -> tuple[str | None, int | None]:
     """With several workers, Prometheus metrics go through files in a directory shared by
     the workers (PROMETHEUS_MULTIPROC_DIR), set before they start. Returns the directory
-    this process created (to remove at exit), or None.
+    this process created (to remove at exit) or None, and the descriptor of the lock that
+    keeps the directory this service's while it runs (None with one worker and no
+    directory: the metrics stay in memory).
 
-    A directory given in the environment is used as it is, emptied of old ``*.db`` files
-    (stale values from an earlier run would be added to the new ones)."""
+    A directory given in the environment is checked (a writable directory with room for
+    the workers' files, used by no other running service), locked and emptied of old
+    ``*.db`` files (stale values from an earlier run would be added to the new ones).
+
+    Raises:
+      MetricsDirError: the given directory cannot be used (the message says why).
+    """
+    from app.api.metrics_store import claim_directory
+
     given = os.environ.get(MULTIPROC_ENV)
     if given:
-        os.makedirs(given, exist_ok=True)
-        for name in glob.glob(os.path.join(given, "*.db")):
-            os.remove(name)
-        return None
+        return None, claim_directory(given, workers)
     if workers <= 1:
-        return None
+        return None, None
     path = tempfile.mkdtemp(prefix="xentropy-metrics-")  # $TMPDIR, else /tmp
     os.environ[MULTIPROC_ENV] = path
-    return path
+    try:
+        return path, claim_directory(path, workers)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+# Descriptors a worker needs besides its connections: the listening socket, logs, metric
+# files, the event loop's own, imported libraries.
+FD_RESERVE = 64
+
+
+def fit_connection_limit(max_connections: int) -> int:
+    """The per-worker connection limit the process's descriptor limit can hold: the soft
+    RLIMIT_NOFILE is raised (up to the hard limit) to fit ``max_connections`` plus a
+    reserve; if it cannot be, the connection limit is lowered to fit, with a warning, so
+    that the limit (an answer) is reached before the descriptors run out (no answer)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < want:
+        fitted = max(1, soft - FD_RESERVE)
+        print(
+            f"xentropy: warning: the descriptor limit ({soft}) cannot hold "
+            f"XENTROPY_MAX_CONNECTIONS={max_connections}; serving at most {fitted} "
+            "connections per worker",
+            file=sys.stderr,
+        )
+        return fitted
+    return max_connections
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -80,10 +122,19 @@ def serve(settings: Settings) -> int:
     # The module, not the `main` command that the uvicorn package exports under that name.
     uvicorn_main: Any = importlib.import_module("uvicorn.main")
 
+    from app.api.metrics_store import MetricsDirError
+
     for name in _SERVE_FLAGS:
         os.environ[f"XENTROPY_{name.upper()}"] = str(getattr(settings, name))
+    connections = fit_connection_limit(settings.max_connections)
+    if connections != settings.max_connections:
+        os.environ["XENTROPY_MAX_CONNECTIONS"] = str(connections)
     get_settings.cache_clear()
-    created = prepare_metrics_dir(settings.workers)
+    try:
+        created, lock = prepare_metrics_dir(settings.workers)
+    except MetricsDirError as exc:
+        print(f"xentropy: cannot serve: {exc}", file=sys.stderr)
+        return 2
     # uvicorn re-raises SIGTERM once it has shut down gracefully (which would end the
     # process "killed by SIGTERM"); a stop that was asked for and done is exit status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -97,6 +148,9 @@ def serve(settings: Settings) -> int:
         server_header=False,
         timeout_graceful_shutdown=settings.graceful_timeout,
         lifespan="on",
+        # uvicorn's httptools protocol with bounded request heads, header and write
+        # timeouts and a connection limit (app/protocol.py)
+        http=HTTP_PROTOCOL,
     )
     supervisor = uvicorn_main.Multiprocess
     uvicorn_main.Multiprocess = _closing_supervisor(supervisor)
@@ -104,6 +158,8 @@ def serve(settings: Settings) -> int:
         uvicorn.run("app.main:app", **options)
     finally:
         uvicorn_main.Multiprocess = supervisor
+        if lock is not None:
+            os.close(lock)
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
     return 0

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -18,10 +23,12 @@ from app import __version__
 from app.api.auth import AUTH_RESPONSES, require_api_key
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
-from app.api.middleware import ObservabilityMiddleware
+from app.api.middleware import ObservabilityMiddleware, abandoned_requests, requests_in_flight
 from app.api.openapi import build_openapi
 from app.api.routes import calibration, divergences, losses, metrics, service, states
 from app.settings import Settings, get_settings
+
+logger = logging.getLogger("xentropy")
 
 DESCRIPTION = """\
 Cross-entropy losses, their analytic gradients and calibration statistics for batches
@@ -75,6 +82,28 @@ def drain_on_sigterm(app: FastAPI, delay: float) -> Callable[[], None] | None:
     return restore
 
 
+async def exit_if_requests_are_stuck(answer_wait: float = 0.5) -> None:
+    """At the end of the lifespan (after uvicorn's graceful-shutdown timeout cancelled what
+    was still running): give the cancelled requests a moment to send their 503, then, if
+    handlers are still computing in worker threads (which cannot be interrupted, and which
+    the interpreter would wait for), end the process now: XENTROPY_GRACEFUL_TIMEOUT bounds
+    the shutdown, whatever the requests cost."""
+    deadline = time.monotonic() + answer_wait
+    while requests_in_flight() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    stuck = abandoned_requests()
+    if not stuck:
+        return
+    logger.warning(
+        "%d request(s) still computing at the end of the graceful-shutdown timeout were "
+        "answered 503; exiting without waiting for them", stuck,
+    )
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application. ``settings`` overrides the environment (tests use it)."""
     config = settings or get_settings()
@@ -89,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if restore is not None:
             restore()
         metrics.mark_this_process_dead()
+        await exit_if_requests_are_stuck()
 
     app = FastAPI(
         title="xentropy",
@@ -97,6 +127,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # FIX: Starlette's trailing-slash redirect built its Location from the request's
+        # Host header (an open redirect for anyone who controls that header): /v1/info/ is
+        # now a 404 like any other unknown path.
+        redirect_slashes=False,
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -10,13 +11,20 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from xentropy.calibration import MAX_BINS
+
+_PRINTABLE_KEY = re.compile(r"[!-~]+")
+
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
 class Settings(BaseSettings):
     """Every setting can be given as an environment variable ``XENTROPY_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="XENTROPY_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a validation error (printed at start-up) never shows a key.
+    model_config = SettingsConfigDict(
+        env_prefix="XENTROPY_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     host: str = Field("127.0.0.1", description="Address `xentropy serve` binds to.")
     port: int = Field(
@@ -50,12 +58,63 @@ class Settings(BaseSettings):
     max_elements: int = Field(
         20_000_000, ge=1, description="Most array elements one request may carry (413 beyond)."
     )
+    max_bins: int = Field(
+        MAX_BINS,
+        ge=1,
+        le=MAX_BINS,
+        description="Most calibration bins one request may ask for (`n_bins`; 422 beyond).",
+    )
+    max_class_bins: int = Field(
+        10_000_000,
+        ge=1,
+        description="Most classes × bins of one calibration request (422 beyond): the "
+        "per-class statistics hold at most that many bins.",
+    )
     body_timeout: float = Field(
         30.0,
         gt=0,
         le=3600,
         description="Seconds a request may take to send its whole body (408 beyond): a slow "
         "or stalled client does not hold its request open forever.",
+    )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request head (request line and headers) accepted; larger gets "
+        "431 and the connection is closed, after reading at most this much.",
+    )
+    max_header_count: int = Field(
+        100, ge=8, le=10_000, description="Most header fields in one request (431 beyond)."
+    )
+    max_url_bytes: int = Field(
+        8 * 1024,
+        ge=256,
+        le=16 * 1024 * 1024,
+        description="Longest request target (path and query string); longer gets 414.",
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection may take to send a request's headers, counted from "
+        "its opening or the end of the previous response: a partial request gets 408, an "
+        "idle connection is closed.",
+    )
+    write_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a response may wait for the client to read any of it; a client "
+        "that stops reading for longer is disconnected and its buffered response freed.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Open connections per worker process. At the limit the connection idle "
+        "longest (no request in progress) is closed to make room; when every connection has "
+        "a request in progress, a new one gets 503.",
     )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -79,7 +138,11 @@ class Settings(BaseSettings):
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+            keys = [key.strip() for key in value.split(",") if key.strip()]
+            if value.strip() and not keys:
+                # " , " is a list of keys gone wrong, not a wish for an open service.
+                raise ValueError("XENTROPY_API_KEYS holds separators but no key")
+            return keys
         return value
 
     @model_validator(mode="after")
@@ -99,6 +162,14 @@ class Settings(BaseSettings):
                 # An empty key file is a broken deployment, not a wish for an open service.
                 raise ValueError(f"XENTROPY_API_KEYS_FILE {self.api_keys_file} holds no key")
             keys += from_file
+        for number, key in enumerate(keys, 1):
+            if not _PRINTABLE_KEY.fullmatch(key):
+                # A header carries bytes; a key outside printable ASCII could never be sent
+                # the way it is configured. Never print the key itself.
+                raise ValueError(
+                    f"API key {number} of {len(keys)} has characters outside printable ASCII "
+                    "or spaces: keys must be made of the characters '!' to '~'"
+                )
         # Only digests are kept: requests are compared by digest, in constant time.
         self._key_digests = tuple(hashlib.sha256(key.encode()).digest() for key in keys)
         return self

@@ -134,23 +134,68 @@ def small_requests(quick: bool = False) -> list[str]:
     ]
 
 
-def memory(quick: bool = False) -> list[str]:
-    limit = 64 * 1024 * 1024
-    c = 1000
-    z, y = _batch(1, c)
-    row_bytes = len(orjson.dumps(z.tolist()[0])) + 1
-    n = int((limit - 4096) / row_bytes)
-    z, y = _batch(n, c)
-    body = orjson.dumps({"logits": z.tolist(), "labels": y.tolist()})
-    assert len(body) <= limit, len(body)
-    with uvicorn_server(OURS) as (url, proc), httpx.Client(timeout=300) as client:
+def _matrix_body(limit: int, c: int, *, short: bool, seed: int = 0) -> bytes:
+    """A categorical request of N×c logits just under ``limit`` bytes: random normal
+    floats (about 20 characters each) or 3-character numbers (the most numbers per byte)."""
+    rng = np.random.default_rng(seed)
+    if short:
+        row = b"[" + b",".join([b"0.5", b"1.5", b"2.5"][i % 3] for i in range(c)) + b"]"
+        n = (limit - 4096) // (len(row) + 3)  # the comma after a row, the label "0,"
+        logits = b"[" + b",".join([row] * n) + b"]"
+        return b'{"logits": ' + logits + b', "labels": [' + b"0," * (n - 1) + b"0]}"
+    sample = max(1, 100_000 // c)  # rows to learn the average row length from
+    row_bytes = len(orjson.dumps(rng.normal(size=(sample, c)).tolist())) / sample
+    label_bytes = len(orjson.dumps(rng.integers(0, c, sample).tolist())) / sample
+    n = int((limit - 4096) / (row_bytes + label_bytes) * 0.995)
+    logits = orjson.dumps(rng.normal(size=(n, c)).tolist())
+    labels = orjson.dumps(rng.integers(0, c, n).tolist())
+    return b'{"logits": ' + logits + b', "labels": ' + labels + b"}"
+
+
+def _peak(url_proc: tuple[str, subprocess.Popen[bytes]], path: str, body: bytes,
+          status: int) -> tuple[int, int]:
+    url, proc = url_proc
+    with httpx.Client(timeout=300) as client:
         idle = rss_bytes(proc.pid)
-        r = client.post(url + "/v1/losses/categorical", content=body, headers=JSON)
-        assert r.status_code == 200, r.text[:300]
-        peak = peak_rss_bytes(proc.pid)
-    mb = 1024 * 1024
-    return [
-        f"memory: one {len(body) / mb:.1f} MiB JSON request ({n}x{c}), server RSS",
-        f"  idle {idle / mb:.0f} MiB, peak {peak / mb:.0f} MiB: peak/body "
-        f"{peak / len(body):.2f}, (peak-idle)/body {(peak - idle) / len(body):.2f}  target <= 4",
+        r = client.post(url + path, content=body, headers=JSON)
+        assert r.status_code == status, r.text[:300]
+    return idle, peak_rss_bytes(proc.pid)
+
+
+def memory(quick: bool = False) -> list[str]:
+    """Peak RSS (VmHWM) of a fresh server for one request just under the 64 MiB limit,
+    per shape and number length: the parser holds the body, the float64 arrays and one
+    block of ~1 MiB; the computation adds its buffers (one N×C float64 array for the
+    categorical loss, several N-vectors: those dominate for narrow rows)."""
+    limit = 64 * 1024 * 1024
+    cases: list[tuple[str, str, bytes, int]] = [
+        ("N×1000, 20-char floats", "/v1/losses/categorical",
+         _matrix_body(limit, 1000, short=False), 200),
+        ("N×3, 20-char floats", "/v1/losses/categorical",
+         _matrix_body(limit, 3, short=False), 200),
+        ("N×1000, 3-char numbers", "/v1/losses/categorical",
+         _matrix_body(limit, 1000, short=True), 200),
+        ("N×3, 3-char numbers", "/v1/losses/categorical",
+         _matrix_body(limit, 3, short=True), 200),
     ]
+    n = (limit - 4096) // 10
+    cases.append(("binary N, 3-char numbers", "/v1/losses/binary",
+                  b'{"logits": [' + b"0.5," * (n - 1) + b'0.5], "targets": ['
+                  + b"1.0," * (n - 1) + b"1.0]}", 200))
+    last = cases[2][2]
+    cases.append(("N×1000 3-char, NaN in an option (422)", "/v1/losses/categorical",
+                  last[:-1] + b', "focal_gamma": NaN}', 422))
+    if quick:
+        cases = cases[:2] + cases[3:4]
+    mb = 1024 * 1024
+    lines = ["memory: one request just under the 64 MiB limit, server RSS (fresh server each)"]
+    for name, path, body, status in cases:
+        assert len(body) <= limit, (name, len(body))
+        with uvicorn_server(OURS) as server:
+            idle, peak = _peak(server, path, body, status)
+        lines.append(
+            f"  {name:<38} {len(body) / mb:5.1f} MiB  idle {idle / mb:4.0f} MiB  peak "
+            f"{peak / mb:5.0f} MiB  peak/body {peak / len(body):5.2f}  "
+            f"(peak-idle)/body {(peak - idle) / len(body):5.2f}  target <= 4"
+        )
+    return lines

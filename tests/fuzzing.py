@@ -5,7 +5,8 @@ Every built-in check runs, except one replaced by a narrower version of itself:
 the service's rules cannot be written in JSON Schema: that fields agree with each other
 (N×C input, N labels, labels < C, the same shape for targets and mask), that nested lists
 are rectangular, that probability rows sum to 1, that encoded ``data`` holds exactly
-``shape`` elements (and what values they hold), and that a result fits in float64. A
+``shape`` elements (and what values they hold), that a number is within the float64
+range (an exact bound no float can state), and that a result fits in float64. A
 schema-valid request may be refused (422) for those rules and for nothing else: a 422 for
 a rule the schema states (a type, a range, a rank, a dtype, a required or exclusive
 field) means that the schema and the service disagree, and fails the test.
@@ -13,6 +14,7 @@ field) means that the schema and the service disagree, and fails the test.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -40,8 +42,31 @@ BEYOND_SCHEMA = frozenset(
     }
 )
 #: Value rules: beyond the schema only for values inside encoded data, for labels (their
-#: range is [0, C)), and for whole-field rules (sample weights that sum to 0 or overflow).
+#: range is [0, C)), for whole-field rules (sample weights that sum to 0 or overflow), and
+#: for numbers beyond the float64 range (see ``beyond_float64``).
 VALUE_RULES = frozenset({"out_of_range", "not_finite"})
+FLOAT64_MAX = 1.7976931348623157e308
+
+
+def beyond_float64(body: Any, loc: list[Any]) -> bool:
+    """Whether the value at ``loc`` (["body", field, i, j]) is a JSON number that rounds to
+    infinity in float64. JSON Schema numbers are unbounded; the exact float64 bound is a
+    309-digit integer that FastAPI's OpenAPI models and schemathesis cannot hold, so the
+    schema does not state it (app/api/schemas/common.py, ``_wire_form``)."""
+    value = body
+    for part in loc[1:]:
+        if isinstance(value, dict) and isinstance(part, str):
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            return False
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return not math.isfinite(float(value))
+    except OverflowError:  # an int beyond float
+        return True
 
 EXCLUDED_CHECKS = ["positive_data_acceptance"]
 
@@ -54,7 +79,7 @@ def _beyond_schema(item: dict[str, Any], body: dict[str, Any]) -> bool:
     if kind in VALUE_RULES and isinstance(field, str):
         encoded = isinstance(body.get(field), dict)
         whole_field = len(loc) == 2 and field == "sample_weights"
-        return encoded or field == "labels" or whole_field
+        return encoded or field == "labels" or whole_field or beyond_float64(body, loc)
     return False
 
 

@@ -61,6 +61,14 @@ class Case:
     content_type: str | None = JSON
     #: A message fragment the answer must contain (the rule, in words).
     says: str | None = None
+    #: Other request headers.
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def request_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.content_type is not None:
+            headers["content-type"] = self.content_type
+        return headers
 
 
 def raw(obj: Any) -> bytes:
@@ -377,8 +385,86 @@ def _specific_cases() -> list[tuple[str, Case]]:
     return cases
 
 
+def _parsing_cases() -> list[tuple[str, Case]]:
+    """What the request parser must refuse, and how: exact values, no echo, no leak."""
+    cat, binary = VALID[CAT], VALID[BIN]
+    digits = "1" * 4301  # Python's int() refuses more than 4300 digits: never a 500
+    rows = json.dumps(cat["logits"])
+    mask_bytes = base64.b64encode(bytes([1, 0, 2, 1])).decode()
+    cases = [
+        # a value is quoted with all its digits (not "%g": 1.0000001 is not "1")
+        ("categorical-label-1.0000001", Case(
+            CAT, raw(dict(cat, labels=[0, 1.0000001])), 422, ["body", "labels", 1],
+            "type_error", says="1.0000001")),
+        ("categorical-shape-size-1.0000001", Case(
+            CAT, raw(dict(cat, logits=encoded(cat["logits"], "float64",
+                                              shape=[2.0000001, 3]))),
+            422, ["body", "logits", "shape", 0], "type_error", says="2.0000001")),
+        # 4301-digit integers wherever a number goes: a clean 422 at the field
+        ("categorical-4301-digit-label", Case(
+            CAT, f'{{"logits": {rows}, "labels": [0, {digits}]}}'.encode(), 422,
+            ["body", "labels", 1], "out_of_range")),
+        ("categorical-4301-digit-logit", Case(
+            CAT, f'{{"logits": [[1, {digits}, 0], [0, 0, 0]], "labels": [0, 1]}}'.encode(),
+            422, ["body", "logits", 0, 1], "not_finite")),
+        ("categorical-4301-digit-option", Case(
+            CAT, raw(cat)[:-1] + f', "focal_gamma": {digits}}}'.encode(), 422,
+            ["body", "focal_gamma"], "out_of_range")),
+        ("categorical-4301-digit-shape", Case(
+            CAT, raw(dict(cat, logits=encoded(cat["logits"], "float64"))).replace(
+                b'"shape": [2, 3]', f'"shape": [{digits}, 3]'.encode()),
+            422, ["body", "logits", "shape", 0], "out_of_range")),
+        ("categorical-4301-digits-with-nan", Case(
+            CAT, f'{{"logits": [[1, NaN, 0], [0, 0, 0]], "labels": [0, {digits}]}}'.encode(),
+            422, ["body", "logits", 0, 1], "not_finite")),
+        ("calibration-4301-digit-n-bins", Case(
+            CAL, raw(VALID[CAL])[:-1] + f', "n_bins": {digits}}}'.encode(), 422,
+            ["body", "n_bins"], "out_of_range")),
+        # NaN or Infinity in an option, a trailing comma: located without parsing the rest
+        ("categorical-nan-option", Case(
+            CAT, raw(cat)[:-1] + b', "focal_gamma": NaN}', 422, ["body", "focal_gamma"])),
+        ("categorical-infinity-option", Case(
+            CAT, raw(cat)[:-1] + b', "label_smoothing": -Infinity}', 422,
+            ["body", "label_smoothing"])),
+        ("categorical-trailing-comma", Case(
+            CAT, raw(cat)[:-1] + b",}", 422, ["body", len(raw(cat))], "json_invalid",
+            says="trailing comma")),
+        ("categorical-option-as-a-long-list", Case(
+            CAT, raw(dict(cat, focal_gamma=[0.5] * 5000)), 422, ["body", "focal_gamma"])),
+        ("categorical-empty-rows", Case(
+            CAT, raw({"logits": [[]] * 1000, "labels": [0] * 1000}), 422, ["body", "logits"],
+            "empty")),
+        # base64 with padding after a complete quantum, bool bytes other than 0/1
+        ("categorical-base64-extra-padding", Case(
+            CAT, raw(dict(cat, logits={**encoded(cat["logits"], "float64"),
+                                       "data": encoded(cat["logits"], "float64")["data"] + "=="})),
+            422, ["body", "logits", "data"], "base64")),
+        ("binary-bool-mask-byte-2", Case(
+            BIN, raw(dict(binary, mask={"dtype": "bool", "shape": [2, 2], "data": mask_bytes})),
+            422, ["body", "mask", 1, 0], "out_of_range", says="2")),
+        # errors never echo the input: a 10^6-entry shape, a megabyte dtype
+        ("categorical-million-entry-shape", Case(
+            CAT, raw(dict(cat, logits=encoded(cat["logits"], "float64", shape=[1] * 1_000_000))),
+            422, ["body", "logits", "shape"], "shape_error")),
+        ("categorical-megabyte-dtype", Case(
+            CAT, raw(dict(cat, logits={**encoded(cat["logits"], "float64"),
+                                       "dtype": "f" * 1_000_000})),
+            422, ["body", "logits", "dtype"], "enum")),
+        ("categorical-long-content-type", Case(
+            CAT, raw(cat), 415, content_type="text/" + "x" * 100_000)),
+        # content codings are refused (a compressed body is not JSON; no zip bombs)
+        ("categorical-gzip", Case(
+            CAT, raw(cat), 415, says="gzip", headers=(("content-encoding", "gzip"),))),
+        ("categorical-deflate-and-identity", Case(
+            CAT, raw(cat), 415, says="deflate",
+            headers=(("content-encoding", "identity, deflate"),))),
+    ]
+    return cases
+
+
 def hostile_cases() -> list[tuple[str, Case]]:
-    return [c for path in POSTS for c in _generic_cases(path)] + _specific_cases()
+    return ([c for path in POSTS for c in _generic_cases(path)] + _specific_cases()
+            + _parsing_cases())
 
 
 #: Valid requests at the edges of float64: each must be a 200 with finite numbers.
@@ -448,3 +534,134 @@ EXTREME_BUT_VALID: list[tuple[str, str, dict[str, Any]]] = [
      {"probabilities": [[0.5, 0.5], [1.0, 0.0]], "labels": [0, 1],
       "sample_weights": [5e-324, 1e-320], "n_bins": 10_000}),
 ]
+
+
+# ------------------------------------------------------------------ cost of malformed bodies
+
+#: The limit the cost measurement runs under; bodies are built just below it.
+COST_LIMIT = 32 << 20
+
+
+def _filled(head: bytes, unit: bytes, tail: bytes, size: int) -> bytes:
+    """``head`` + ``unit`` repeated + ``tail``, as close to ``size`` bytes as units allow."""
+    return head + unit * ((size - len(head) - len(tail)) // len(unit)) + tail
+
+
+def costly_bodies(size: int = COST_LIMIT - 4096) -> dict[str, tuple[str, bytes, int]]:
+    """Bodies of about ``size`` bytes with the most numbers a body can hold (3-character
+    numbers: 4 bytes each): the valid one, and malformed ones whose error lies at the end,
+    so that locating it without parsing the rest matters. name -> (path, body, status)."""
+    row = b"[" + b",".join([b"0.5", b"1.5", b"2.5"] * 333 + [b"0.5"]) + b"],"  # 1000 columns
+    narrow = b"[0.5,1.5,2.5],"
+    n_rows = (size - 64) // (len(row) + 2)
+    labels = b"[" + b"0," * (n_rows - 1) + b"0]"
+    valid = _filled(b'{"labels": ' + labels + b', "logits": [', row, b"[0.5]]}",
+                    size - len(row))
+    valid = valid[: -len(b"[0.5]]}") - 1] + b"]}"  # last row complete, no trailing comma
+    n_rows = valid.count(b"],[") + 1
+    valid = valid.replace(labels, b"[" + b"0," * (n_rows - 1) + b"0]", 1)
+    last = valid.rindex(b"0.5]]")
+    n_narrow = (size - 64) // (len(narrow) + 2)
+    narrow_labels = b"[" + b"0," * (n_narrow - 1) + b"0]"
+    narrow_body = (b'{"labels": ' + narrow_labels + b', "logits": ['
+                   + narrow * (n_narrow - 1) + b"[0.5,1.5,2.5]]}")
+    mask = base64.b64encode(bytes([1]) * ((size - 200) * 3 // 4 // 3 * 3))
+    encoded_mask = (b'{"logits": [0.5], "targets": [1], "mask": {"dtype": "uint8", "shape": ['
+                    + str(len(mask) * 3 // 4).encode() + b'], "data": "' + mask + b'"}}')
+    return {
+        "valid": (CAT, valid, 200),
+        "valid-narrow": (CAT, narrow_body, 200),
+        "nan-option": (CAT, valid[:-1] + b', "focal_gamma": NaN}', 422),
+        "nan-last-logit": (CAT, valid[:last] + b"NaN" + valid[last + 3:], 422),
+        "string-last-logit": (CAT, valid[:last] + b'"x"' + valid[last + 3:], 422),
+        "trailing-comma": (CAT, valid[:-1] + b",}", 422),
+        "option-as-a-list": (CAT, _filled(b'{"logits": [[0.5, 1.5]], "labels": [0], '
+                                          b'"focal_gamma": [', b"0.5,", b"0.5]}", size), 422),
+        "nan-last-label": (CAT, valid.replace(b"0]", b"NaN]", 1), 422),
+        "empty-rows": (CAT, _filled(b'{"labels": [0], "logits": [', b"[],", b"[]]}", size), 422),
+        "encoded-mask-over-the-element-limit": (BIN, encoded_mask, 413),
+    }
+
+
+def _vm(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(field)
+
+
+def measure_costs() -> dict[str, dict[str, float]]:
+    """Time and peak memory of each costly body through the app in-process, in this
+    process: CPU seconds of the process (client and server threads: what the request
+    costs, whatever else the machine runs), and the peak (VmHWM, reset through
+    /proc/self/clear_refs before each request) above the resident set before it, as a
+    multiple of the body size."""
+    import time
+    import warnings
+
+    from app.api.body import parse_request
+    from app.api.schemas.losses import CategoricalLossRequest
+    from app.main import create_app
+    from app.settings import Settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    settings = Settings(max_body_bytes=COST_LIMIT, access_log=False)
+    results: dict[str, dict[str, float]] = {}
+    bodies = costly_bodies()
+    for name in ("valid", "valid-narrow"):  # the parser alone, without the computation
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        body = bytearray(bodies[name][1])
+        before = _vm("VmRSS")
+        start = time.process_time()
+        parse_request(CategoricalLossRequest, body, settings)
+        results[f"{name}-parse-only"] = {
+            "seconds": time.process_time() - start,
+            "peak_over_body": (_vm("VmHWM") - before) / len(bodies[name][1]),
+            "body_mib": len(bodies[name][1]) / (1 << 20),
+        }
+        del body
+    with TestClient(create_app(settings)) as client:
+        client.post(CAT, content=raw(VALID[CAT]), headers={"content-type": JSON})  # warm up
+        for name, (path, body, status) in bodies.items():
+            assert len(body) <= COST_LIMIT, (name, len(body))
+            times, peaks = [], []
+            for _ in range(2):  # time: the better of two (the machine is shared)
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # VmHWM := VmRSS
+                before = _vm("VmRSS")
+                start = time.process_time()
+                r = client.post(path, content=body, headers={"content-type": JSON})
+                times.append(time.process_time() - start)
+                peaks.append((_vm("VmHWM") - before) / len(body))
+                assert r.status_code == status, (name, r.status_code, r.content[:300])
+                assert len(r.content) < 4096, (name, len(r.content))
+            results[name] = {"seconds": min(times), "peak_over_body": max(peaks),
+                             "body_mib": len(body) / (1 << 20)}
+    return results
+
+
+def run_measure_costs() -> dict[str, dict[str, float]]:
+    """``measure_costs`` in a fresh interpreter, with glibc returning every large block
+    at once (a fixed mmap threshold), so that each request's peak is its own."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 << 10), "MALLOC_ARENA_MAX": "2"}
+    done = subprocess.run([sys.executable, "-m", "tests.hostile", "costs"], env=env,
+                          capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["costs"]:
+        print(json.dumps(measure_costs()))

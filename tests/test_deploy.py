@@ -80,3 +80,42 @@ def test_dockerfile_essentials():
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
     assert "USER 10001" in text and "HEALTHCHECK" in text and "EXPOSE 8000" in text
     assert 'CMD ["xentropy", "serve"]' in text
+
+
+def _make_dry_run(*args: str, env: dict[str, str] | None = None) -> list[str]:
+    """The commands `make -n run ...` would execute (`-B`: as on a fresh clone)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    import os
+
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("PORT", "HOST", "WORKERS") and not k.startswith("XENTROPY_")}
+    done = subprocess.run(["make", "-n", "-B", "run", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30, env={**clean, **(env or {})})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def serve_line(lines: list[str]) -> str:
+    (line,) = [x for x in lines if "xentropy serve" in x]
+    return line.strip()
+
+
+def test_make_run_takes_host_port_and_workers_from_the_command_line():
+    # FIX: `make run` always passed --port 8000, so `make run PORT=9100` and
+    # `XENTROPY_PORT=9100 make run` both served on 8000.
+    lines = _make_dry_run("PORT=9100", "HOST=0.0.0.0", "WORKERS=2")
+    assert serve_line(lines).endswith("xentropy serve --host 0.0.0.0 --port 9100 --workers 2")
+
+
+@pytest.mark.parametrize("env", [{"XENTROPY_PORT": "9100"}, {"PORT": "9100"}, {}])
+def test_make_run_leaves_the_environment_to_the_settings(env):
+    # No flag: XENTROPY_PORT, else PORT, else 8000 (tests/test_settings.py checks that order).
+    assert serve_line(_make_dry_run(env=env)).endswith("xentropy serve")
+
+
+def test_make_run_installs_the_runtime_package_only():
+    # FIX: `make run` installed every dev extra (scipy, schemathesis, mypy, ...) to serve.
+    installs = [x for x in _make_dry_run() if "pip install" in x and "--upgrade pip" not in x]
+    assert installs and all(x.rstrip().endswith("install --quiet -e .") for x in installs)
+    assert "[dev]" not in "\n".join(_make_dry_run())

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from app import __version__
 from app.main import create_app
+from app.settings import Settings
 
 SPEC_FILE = Path(__file__).parents[1] / "openapi" / "openapi.json"
 SPEC = create_app().openapi()
@@ -209,3 +211,50 @@ def _flat(value, prefix=""):
         items = value.items() if isinstance(value, dict) else enumerate(value)
         return {k: v for key, item in items for k, v in _flat(item, f"{prefix}{key}.").items()}
     return {prefix: value}
+
+
+# ------------------------------------------------------------- security, as configured
+
+SECURITY_CONFIGS = {
+    "no-keys": Settings(access_log=False),
+    "keys": Settings(api_keys=["openapi-test-key"], access_log=False),
+    "keys-metrics-open": Settings(api_keys=["openapi-test-key"], metrics_require_key=False,
+                                  access_log=False),
+}
+
+
+def _request(client: TestClient, path: str, method: str, op: dict) -> int:
+    if method == "get":
+        return client.get(path).status_code
+    examples = op["requestBody"]["content"]["application/json"]["examples"]
+    return client.post(path, json=next(iter(examples.values()))["value"]).status_code
+
+
+@pytest.mark.parametrize("config", SECURITY_CONFIGS)
+def test_declared_security_is_what_the_service_enforces(config):
+    """An operation declares the key schemes exactly when, in the running configuration,
+    it refuses a request without a key (schemathesis' ignored_auth check, in-process)."""
+    app = create_app(SECURITY_CONFIGS[config])
+    doc = app.openapi()
+    assert set(doc["components"]["securitySchemes"]) == {"BearerAuth", "ApiKeyHeader"}
+    secured = []
+    with TestClient(app) as client:
+        for path, item in doc["paths"].items():
+            for method, op in item.items():
+                status = _request(client, path, method, op)
+                if op.get("security"):
+                    assert op["security"] == [{"BearerAuth": []}, {"ApiKeyHeader": []}]
+                    assert status == 401, (path, status)
+                    secured.append(path)
+                else:
+                    assert status == 200, (path, status)
+    v1 = {path for path in doc["paths"] if path.startswith("/v1")}
+    expected = {"no-keys": set(), "keys": v1 | {"/metrics"}, "keys-metrics-open": v1}[config]
+    assert set(secured) == expected
+
+
+def test_the_committed_document_is_the_default_configuration():
+    committed = json.loads(SPEC_FILE.read_text())
+    assert committed == json.loads(json.dumps(create_app(SECURITY_CONFIGS["no-keys"]).openapi()))
+    assert not any(op.get("security") for item in committed["paths"].values()
+                   for op in item.values())

@@ -38,6 +38,8 @@ def test_defaults():
     assert (s.graceful_timeout, s.drain_delay, s.access_log) == (20, 0.0, True)
     assert s.api_keys == [] and s.api_keys_file is None and not s.auth_enabled
     assert s.metrics_require_key is True
+    assert (s.max_header_bytes, s.max_header_count, s.max_url_bytes) == (65536, 100, 8192)
+    assert (s.header_timeout, s.write_timeout, s.max_connections) == (10.0, 30.0, 1000)
 
 
 def test_every_setting_from_the_environment(monkeypatch, tmp_path):
@@ -48,6 +50,8 @@ def test_every_setting_from_the_environment(monkeypatch, tmp_path):
         "ACCESS_LOG": "false", "GRACEFUL_TIMEOUT": "7", "DRAIN_DELAY": "2.5",
         "MAX_BODY_BYTES": "4096", "MAX_ELEMENTS": "10", "API_KEYS": " a, b ,,",
         "API_KEYS_FILE": str(keys_file), "METRICS_REQUIRE_KEY": "0",
+        "MAX_HEADER_BYTES": "4096", "MAX_HEADER_COUNT": "20", "MAX_URL_BYTES": "1024",
+        "HEADER_TIMEOUT": "2.5", "WRITE_TIMEOUT": "4", "MAX_CONNECTIONS": "50",
     }.items():
         monkeypatch.setenv(f"XENTROPY_{name}", value)
     s = Settings()
@@ -57,6 +61,8 @@ def test_every_setting_from_the_environment(monkeypatch, tmp_path):
     assert s.api_keys == ["a", "b"]
     assert len(s.api_key_digests) == 4  # a, b, file-key, other-key
     assert s.metrics_require_key is False
+    assert (s.max_header_bytes, s.max_header_count, s.max_url_bytes) == (4096, 20, 1024)
+    assert (s.header_timeout, s.write_timeout, s.max_connections) == (2.5, 4.0, 50)
 
 
 def test_port_falls_back_to_platform_port(monkeypatch):
@@ -70,7 +76,8 @@ def test_port_falls_back_to_platform_port(monkeypatch):
 @pytest.mark.parametrize(
     ("name", "value"),
     [("WORKERS", "0"), ("PORT", "70000"), ("LOG_LEVEL", "loud"), ("GRACEFUL_TIMEOUT", "-1"),
-     ("DRAIN_DELAY", "-1")],
+     ("DRAIN_DELAY", "-1"), ("MAX_HEADER_BYTES", "100"), ("HEADER_TIMEOUT", "0"),
+     ("WRITE_TIMEOUT", "-1"), ("MAX_CONNECTIONS", "0"), ("MAX_URL_BYTES", "10")],
 )
 def test_invalid_values_are_refused(monkeypatch, name, value):
     monkeypatch.setenv(f"XENTROPY_{name}", value)
@@ -186,3 +193,51 @@ def test_serve_runs_uvicorn_with_the_socket_closing_supervisor(monkeypatch):
     (supervisor,) = seen
     assert issubclass(supervisor, original) and supervisor is not original
     assert uvicorn_main.Multiprocess is original
+
+
+def test_serve_runs_the_bounded_http_protocol(fake_uvicorn):
+    calls, _ = fake_uvicorn
+    assert cli.main(["serve"]) == 0
+    assert calls[0]["http"] == "app.protocol:XentropyHttpProtocol"
+
+
+def test_a_metrics_path_that_is_a_file_is_a_clear_refusal(fake_uvicorn, tmp_path, capsys):
+    path = tmp_path / "metrics"
+    path.write_text("")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    assert cli.main(["serve", "--workers", "2"]) == 2
+    assert not fake_uvicorn[0]
+    assert f"cannot serve: PROMETHEUS_MULTIPROC_DIR={path} is not a directory" in (
+        capsys.readouterr().err)
+
+
+def test_a_metrics_directory_is_locked_while_serving(fake_uvicorn, tmp_path):
+    from app.api.metrics_store import MetricsDirError, claim_directory
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    lock = claim_directory(str(tmp_path), 2)  # as another running service would
+    try:
+        with pytest.raises(MetricsDirError, match=f"in use by another running service "
+                           f"\\(pid {os.getpid()}\\)"):
+            claim_directory(str(tmp_path), 2)
+        assert cli.main(["serve", "--workers", "2"]) == 2
+    finally:
+        os.close(lock)
+    assert cli.main(["serve", "--workers", "2"]) == 0  # released: usable again
+    assert (tmp_path / "xentropy.lock").exists()
+
+
+def test_the_connection_limit_fits_the_descriptor_limit(monkeypatch, capsys):
+    import resource
+
+    limits = {"soft": 1024, "hard": 4096}
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
+
+    def setrlimit(_: int, value: tuple[int, int]) -> None:
+        limits["soft"] = value[0]
+
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    assert cli.fit_connection_limit(1000) == 1000 and limits["soft"] == 1064  # raised
+    limits.update(soft=1024, hard=1024)
+    assert cli.fit_connection_limit(1000) == 960  # cannot be raised: the limit is lowered
+    assert "serving at most 960 connections per worker" in capsys.readouterr().err

@@ -203,43 +203,9 @@ def divergences(
 
     entropy = _entropy_rows(p_arr, p_pos)
     if q is not None:
-        # q <= 1 is validated, so clipping to [ε, 1] only lifts the small entries.
-        q_clipped = np.maximum(q_arr, eps)
-        # log(p/q̃) as one correctly rounded ratio: exact 0 for p == q, and no cancellation
-        # between two large logs as in log p − log q̃. p/q̃ <= 1/ε, which overflows only for
-        # a subnormal ε (below 1/DBL_MAX ≈ 5.6e-309).
-        with np.errstate(over="ignore"):
-            ratio = np.divide(p_arr, q_clipped, out=np.ones_like(p_arr), where=p_pos)
-        log_ratio = np.log(ratio)
-        huge = np.isinf(ratio)
-        if huge.any():
-            # FIX: there the ratio overflowed to inf and KL, H(p, q) came out infinite (sent
-            # as null); the difference of the two logs is finite (at most −log ε <= 745).
-            log_ratio[huge] = np.log(p_arr[huge]) - np.log(q_clipped[huge])
-        with np.errstate(over="ignore"):  # beyond float64: a 422, checked below
-            kl = (p_arr * log_ratio).sum(axis=1)
-        q_prob = q_arr
+        kl, q_prob = _kl_against_probabilities(p_arr, q_arr, eps, p_pos), q_arr
     else:
-        # A row range beyond the float64 range makes (z − max) overflow to −inf: log q = −inf
-        # there, which is harmless where p = 0 and reported as overflow where p > 0 below.
-        with np.errstate(over="ignore"):
-            log_q = log_softmax(z)
-        bad = p_pos & ~np.isfinite(log_q)
-        if bad.any():
-            pos = first_index(bad)
-            raise InputError(
-                "q_logits",
-                "expected logits whose softmax is representable in float64 where p > 0, "
-                f"got a probability that underflows to 0 (log q = {log_q[pos]}): the "
-                "cross-entropy overflows float64",
-                position=pos,
-                kind="overflow",
-            )
-        log_p = np.log(np.where(p_pos, p_arr, 1.0))
-        # Where p = 0 both logs are replaced by 0, so the term is 0 even if log q = −inf.
-        with np.errstate(over="ignore"):  # beyond float64: a 422, checked below
-            kl = (p_arr * (log_p - np.where(p_pos, log_q, 0.0))).sum(axis=1)
-        q_prob = np.exp(log_q)
+        kl, q_prob = _kl_against_logits(p_arr, z, p_pos)
     # Mathematically KL >= −log Σ_{p>0} q̃ (Gibbs), which is 0 for exact distributions. A
     # negative value can only come from rounding or from the admitted slack of the inputs
     # (rows sum to 1 within 1e-6; clipping adds < ε per entry), i.e. it is below the
@@ -272,15 +238,7 @@ def divergences(
 
     gradient = None
     if return_gradient:
-        if q is not None:
-            # d/dq of −p log clip(q, ε, 1): −p/q where q >= ε, 0 where the clip is active.
-            # q >= ε > 0 on the mask, so −p/q is bounded by 1/ε.
-            live = p_pos & (q_arr >= eps)
-            with np.errstate(over="ignore"):
-                gradient = np.divide(-p_arr, q_arr, out=np.zeros_like(p_arr), where=live)
-        else:
-            # d/dz of −Σ p log_softmax(z) = softmax(z) Σp − p.
-            gradient = q_prob * p_arr.sum(axis=1, keepdims=True) - p_arr
+        gradient = _cross_entropy_gradient(p_arr, q_prob, p_pos, eps, from_logits=q is None)
         gradient = to_units(gradient, units)
         if reduction == "mean":
             gradient /= n
@@ -323,6 +281,66 @@ def divergences(
         reduction=reduction,
         state=state,
     )
+
+
+def _kl_against_probabilities(
+    p: np.ndarray, q: np.ndarray, eps: float, p_pos: np.ndarray
+) -> np.ndarray:
+    """KL(p‖clip(q, ε, 1)) per row, shape (N, C) -> (N,), before the clamp at 0."""
+    # q <= 1 is validated, so clipping to [ε, 1] only lifts the small entries.
+    q_clipped = np.maximum(q, eps)
+    # log(p/q̃) as one correctly rounded ratio: exact 0 for p == q, and no cancellation
+    # between two large logs as in log p − log q̃. p/q̃ <= 1/ε, which overflows only for
+    # a subnormal ε (below 1/DBL_MAX ≈ 5.6e-309).
+    with np.errstate(over="ignore"):
+        ratio = np.divide(p, q_clipped, out=np.ones_like(p), where=p_pos)
+    log_ratio = np.log(ratio)
+    huge = np.isinf(ratio)
+    if huge.any():
+        # FIX: there the ratio overflowed to inf and KL, H(p, q) came out infinite (sent
+        # as null); the difference of the two logs is finite (at most −log ε <= 745).
+        log_ratio[huge] = np.log(p[huge]) - np.log(q_clipped[huge])
+    with np.errstate(over="ignore"):  # beyond float64: a 422, checked by the caller
+        return (p * log_ratio).sum(axis=1)
+
+
+def _kl_against_logits(
+    p: np.ndarray, z: np.ndarray, p_pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """KL(p‖softmax(z)) per row (before the clamp at 0), and softmax(z)."""
+    # A row range beyond the float64 range makes (z − max) overflow to −inf: log q = −inf
+    # there, which is harmless where p = 0 and reported as overflow where p > 0 below.
+    log_q = log_softmax(z)
+    bad = p_pos & ~np.isfinite(log_q)
+    if bad.any():
+        pos = first_index(bad)
+        raise InputError(
+            "q_logits",
+            "expected logits whose softmax is representable in float64 where p > 0, "
+            f"got a probability that underflows to 0 (log q = {log_q[pos]}): the "
+            "cross-entropy overflows float64",
+            position=pos,
+            kind="overflow",
+        )
+    log_p = np.log(np.where(p_pos, p, 1.0))
+    # Where p = 0 both logs are replaced by 0, so the term is 0 even if log q = −inf.
+    with np.errstate(over="ignore"):  # beyond float64: a 422, checked by the caller
+        kl = (p * (log_p - np.where(p_pos, log_q, 0.0))).sum(axis=1)
+    return kl, np.exp(log_q)
+
+
+def _cross_entropy_gradient(
+    p: np.ndarray, q: np.ndarray, p_pos: np.ndarray, eps: float, *, from_logits: bool
+) -> np.ndarray:
+    """d/dq (or d/dz) of Σ_rows H(p, q), in nats, shape (N, C)."""
+    if from_logits:
+        # d/dz of −Σ p log_softmax(z) = softmax(z) Σp − p.
+        return q * p.sum(axis=1, keepdims=True) - p
+    # d/dq of −p log clip(q, ε, 1): −p/q where q >= ε, 0 where the clip is active.
+    # q >= ε > 0 on the mask, so −p/q is bounded by 1/ε.
+    live = p_pos & (q >= eps)
+    with np.errstate(over="ignore"):
+        return np.divide(-p, q, out=np.zeros_like(p), where=live)
 
 
 def _reduce(values: np.ndarray, reduction: str, field: str) -> float:

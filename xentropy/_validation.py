@@ -170,7 +170,8 @@ def check_rows_sum_to_one(arr: np.ndarray, field: str) -> None:
         row = int(np.flatnonzero(bad)[0])
         raise InputError(
             field,
-            f"expected row {row} to sum to 1 (within {ROW_SUM_TOLERANCE:g}), got {sums[row]:.10g}",
+            f"expected row {row} to sum to 1 (within {ROW_SUM_TOLERANCE:g}), got "
+            f"{number_text(sums[row])}",
             position=(row,),
             kind="not_a_distribution",
         )

@@ -73,6 +73,16 @@ _RETURN_STATE = Param(
     'answer for all of them. Needs reduction `"mean"` or `"sum"`.',
 )
 _SAMPLE_WEIGHTS = Param("array", None, "N non-negative sample weights.", low=0.0)
+#: The options both families share, after their own.
+_SHARED = {
+    "reduction": _REDUCTION,
+    "normalization": _NORMALIZATION,
+    "epsilon": _EPSILON,
+    "units": _UNITS,
+    "return_gradient": _RETURN_GRADIENT,
+    "return_state": _RETURN_STATE,
+    "convention": _CONVENTION,
+}
 
 #: The categorical losses' options (``/v1/losses/categorical``).
 CATEGORICAL_PARAMS: dict[str, Param] = {
@@ -97,13 +107,7 @@ CATEGORICAL_PARAMS: dict[str, Param] = {
         "(0.25 under the Keras convention).",
         low=0.0, ranks=(0, 1),
     ),
-    "reduction": _REDUCTION,
-    "normalization": _NORMALIZATION,
-    "epsilon": _EPSILON,
-    "units": _UNITS,
-    "return_gradient": _RETURN_GRADIENT,
-    "return_state": _RETURN_STATE,
-    "convention": _CONVENTION,
+    **_SHARED,
 }
 
 #: The binary / multi-label losses' options (``/v1/losses/binary``).
@@ -135,13 +139,7 @@ BINARY_PARAMS: dict[str, Param] = {
         "or C; null: no balancing (0.25 under the PyTorch convention's focal loss).",
         low=0.0, high=1.0, ranks=(0, 1),
     ),
-    "reduction": _REDUCTION,
-    "normalization": _NORMALIZATION,
-    "epsilon": _EPSILON,
-    "units": _UNITS,
-    "return_gradient": _RETURN_GRADIENT,
-    "return_state": _RETURN_STATE,
-    "convention": _CONVENTION,
+    **_SHARED,
 }
 
 PARAMS = {"categorical": CATEGORICAL_PARAMS, "binary": BINARY_PARAMS}
@@ -267,6 +265,9 @@ class LossOptions:
     return_gradient: bool = False
     return_state: bool = False
     resolved: dict[str, Any] = field(default_factory=dict)
+    #: Options (flat names) whose effective value differs from the table's default, and
+    #: ``"behaviour.<field>"`` for each library behaviour that is not xentropy's.
+    changed: frozenset[str] = frozenset()
 
     @classmethod
     def build(
@@ -287,6 +288,19 @@ class LossOptions:
           InputError: for a value that breaks its rule, or an option the convention's
             library does not have (``not_in_convention``).
         """
+        key = _cache_key(family, given, from_logits, labelled)
+        cached = _BUILT.get(key) if key is not None else None
+        if cached is not None:
+            return cached
+        built = cls._build(family, given, from_logits=from_logits, labelled=labelled)
+        if key is not None and len(_BUILT) < _MAX_BUILT:
+            _BUILT[key] = built
+        return built
+
+    @classmethod
+    def _build(
+        cls, family: str, given: dict[str, Any], *, from_logits: bool, labelled: bool
+    ) -> LossOptions:
         from xentropy.conventions import describe, resolve  # they build on the table above
 
         params = PARAMS[family]
@@ -326,10 +340,19 @@ class LossOptions:
         for name, value in values.items():
             if name in _GROUP_OF:
                 groups[_GROUP_OF[name]][name] = value
+        changed = {
+            name for name, value in values.items()
+            if name != "convention" and not _same(value, params[name].default)
+        }
+        changed.update(
+            f"behaviour.{f.name}" for f in dataclasses.fields(Behaviour)
+            if getattr(behaviour, f.name) != f.default
+        )
         return cls(
             family=family,
             convention=convention,
             behaviour=behaviour,
+            changed=frozenset(changed),
             return_gradient=bool(values["return_gradient"]),
             return_state=bool(values["return_state"]),
             resolved=describe(family, values, behaviour, from_logits=from_logits,
@@ -347,13 +370,25 @@ class LossOptions:
             return self.convention
         return getattr(getattr(self, _GROUP_OF[name]), name)
 
-    def non_default(self) -> set[str]:
-        """Names of the options whose effective value differs from the table's default."""
-        params = PARAMS[self.family]
-        return {
-            name for name, param in params.items()
-            if name != "convention" and not _same(self.value(name), param.default)
-        }
+
+#: Options built from scalars only (no arrays), by call: most calls repeat a handful of
+#: option sets, and a LossOptions is immutable, so it is built once per set.
+_BUILT: dict[tuple[Any, ...], LossOptions] = {}
+_MAX_BUILT = 1024
+
+
+def _cache_key(
+    family: str, given: dict[str, Any], from_logits: bool, labelled: bool
+) -> tuple[Any, ...] | None:
+    """A hashable key for ``given``, or None when it holds an array (or anything else
+    whose value is not its identity). The type is part of the key: True == 1, but only
+    one of them is a valid boolean."""
+    items = []
+    for name, value in given.items():
+        if not isinstance(value, str | bool | int | float | type(None)):
+            return None
+        items.append((name, type(value), value))
+    return (family, from_logits, labelled, *sorted(items))
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -58,7 +58,10 @@ def check_api_key(
     digests = settings.api_key_digests
     if not digests:
         return
-    candidates = [c for c in (bearer.credentials if bearer else None, header_key) if c]
+    # Surrounding spaces and tabs are not part of a key, in either header (a header value
+    # "KEY   " and a bearer token "KEY " are the same key).
+    sent = (bearer.credentials if bearer else None, header_key)
+    candidates = [c.strip(" \t") for c in sent if c and c.strip(" \t")]
     if not candidates:
         raise HTTPException(
             status_code=401,

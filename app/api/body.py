@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+import types
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import anyio
-import msgspec
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
-from app.api.codec import decode_scalar, split_body
+from app.api.codec import Span, decode_scalar, element_budget, quoted, split_body
 from app.api.errors import BodyError
 from app.api.schemas.common import MAX_UNKNOWN_FIELDS, ArrayField, check_few_unknown_fields
 from app.settings import Settings, get_settings
@@ -27,7 +27,20 @@ async def read_json_body(request: Request, settings: SettingsDep) -> bytes | byt
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         shown = media_type or "none"
-        raise BodyError(415, f"expected Content-Type application/json, got {shown}")
+        raise BodyError(415, f"expected Content-Type application/json, got {quoted(shown)[1:-1]}")
+    # A compressed body would be parsed as if it were JSON (and a zip bomb has no size
+    # limit): any content coding but identity is refused, naming it.
+    codings = [
+        coding.strip().lower()
+        for value in request.headers.getlist("content-encoding")
+        for coding in value.split(",")
+    ]
+    refused = [coding for coding in codings if coding not in ("", "identity")]
+    if refused:
+        raise BodyError(
+            415, f"expected an uncompressed body, got Content-Encoding {quoted(refused[0])[1:-1]}"
+            " (content codings are not supported: send the JSON as it is)",
+        )
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -53,6 +66,7 @@ _MAX_STRINGS = 4096
 JsonBody = Annotated[bytes | bytearray, Depends(read_json_body)]
 
 _ARRAY_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
+_CONTAINER_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
 
 
 def _array_fields(model: type[BaseModel]) -> frozenset[str]:
@@ -67,26 +81,43 @@ def _array_fields(model: type[BaseModel]) -> frozenset[str]:
     return _ARRAY_FIELDS[model]
 
 
-def _field_value(key: str, value: Any, *, is_array: bool) -> Any:
-    """A top-level field for pydantic: scalars parsed, arrays left as Raw JSON for the
-    codec, except a JSON ``null``, which is None for every field (an optional array sent
-    as null is absent, as the schema's ``anyOf [..., null]`` says)."""
-    if not isinstance(value, msgspec.Raw):
-        return value  # the standard-library fallback parsed it already
-    if not is_array:
-        return decode_scalar(key, value)
-    return None if len(value) == 4 and bytes(value) == b"null" else value  # no copy of big arrays
+def _admits_containers(annotation: Any) -> bool:
+    """Whether a field of this type may hold a JSON array or object."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _admits_containers(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return any(_admits_containers(arg) for arg in get_args(annotation))
+    if origin is not None:
+        return True  # list[...], dict[...], tuple[...], Literal[...] of containers...
+    if annotation in (Any, object):
+        return True
+    return isinstance(annotation, type) and issubclass(
+        annotation, BaseModel | list | dict | tuple | set | frozenset
+    )
+
+
+def _container_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The non-array fields that may take a JSON array or object (none today)."""
+    if model not in _CONTAINER_FIELDS:
+        _CONTAINER_FIELDS[model] = frozenset(
+            name for name, info in model.model_fields.items()
+            if name not in _array_fields(model) and _admits_containers(info.annotation)
+        )
+    return _CONTAINER_FIELDS[model]
 
 
 def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -> M:
     """Validate a JSON body into ``model``; arrays become ndarrays.
 
-    Array fields stay unparsed JSON until their own typed decoder reads them (see codec);
-    every other field is parsed here and validated strictly by pydantic.
+    Array fields stay unparsed JSON (Spans of the body) until the codec reads them; every
+    other field is parsed here and validated strictly by pydantic. A ``bytearray`` body
+    is consumed: emptied once parsed, so that its memory is free before the computation.
 
     Raises:
       InputError, pydantic.ValidationError: mapped to 422 by app.api.errors.
-      BodyError: 413 when the arrays hold more than ``max_elements`` numbers.
+      BodyError, ElementLimitError: 413 when the arrays hold more than ``max_elements``
+        numbers (checked from counts and declared shapes before arrays are allocated).
     """
     # Cheap refusals before any parsing, so that a body built to be expensive (64 MiB of
     # "0," or of tiny keys) costs one scan, not gigabytes: a JSON array of N numbers has
@@ -103,10 +134,20 @@ def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -
     fields = split_body(body)
     check_few_unknown_fields(model, fields)  # before any value is decoded
     arrays = _array_fields(model)
+    containers = _container_fields(model)
     data: dict[str, Any] = {
-        key: _field_value(key, value, is_array=key in arrays) for key, value in fields.items()
+        key: _field_value(key, value, is_array=key in arrays, containers=key in containers)
+        for key, value in fields.items()
     }
-    request = model.model_validate(data)
+    del fields
+    with element_budget(settings.max_elements):
+        request = model.model_validate(data)
+    del data
+    if isinstance(body, bytearray):
+        try:
+            body.clear()  # every array is a copy or decoded data now; nothing points here
+        except BufferError:  # pragma: no cover - a view still alive: keep the bytes
+            pass
     present = (getattr(request, name) for name in arrays)
     n_elements = sum(a.size for a in present if a is not None)
     if n_elements > settings.max_elements:
@@ -114,3 +155,12 @@ def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -
             413, f"the arrays hold {n_elements} elements; the limit is {settings.max_elements}"
         )
     return request
+
+
+def _field_value(key: str, value: Span, *, is_array: bool, containers: bool) -> Any:
+    """A top-level field for pydantic: scalars parsed, arrays left as Spans for the
+    codec, except a JSON ``null``, which is None for every field (an optional array sent
+    as null is absent, as the schema's ``anyOf [..., null]`` says)."""
+    if not is_array:
+        return decode_scalar(key, value, containers=containers)
+    return None if value.is_null() else value

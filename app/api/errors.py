@@ -2,6 +2,8 @@
 
 Every 4xx body has FastAPI's shape. Validation errors never echo the input back: an
 input may hold NaN, which JSON cannot carry, and a 20 MB array has no place in an error.
+Every message and every ``loc`` part is cut to a few hundred characters here, whatever
+raised it, so that no input, however it reached a message, is sent back at length.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from app.api.codec import ElementLimitError
 from xentropy._validation import InputError
 
 logger = logging.getLogger("xentropy")
@@ -32,12 +35,21 @@ class BodyError(Exception):
         self.detail = detail
 
 
+#: Longest error message sent back (a message quoting input is cut here).
+MAX_MESSAGE = 300
+
+
+def _capped(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def input_error_item(exc: InputError) -> dict[str, Any]:
     loc: list[Any] = ["body"]
     if exc.field:
         loc.append(exc.field)
     loc.extend(exc.position)
-    return {"loc": loc, "msg": exc.message, "type": exc.kind}
+    return {"loc": [_short(part) for part in loc], "msg": _capped(exc.message),
+            "type": _capped(exc.kind, 64)}
 
 
 def _short(part: Any) -> Any:
@@ -56,7 +68,9 @@ def pydantic_error_items(errors: list[Any], prefix: tuple[Any, ...] = ("body",))
         msg = err.get("msg", "invalid value")
         if err.get("type") == "extra_forbidden":
             msg = f"unknown field {loc[-1]!r}: not part of this endpoint's body"
-        items.append({"loc": loc, "msg": msg, "type": err.get("type", "value_error")})
+        items.append(
+            {"loc": loc, "msg": _capped(msg), "type": _capped(err.get("type", "value_error"), 64)}
+        )
     return items
 
 
@@ -85,8 +99,13 @@ def install_error_handlers(app: FastAPI) -> None:
         # request: "Connection: close" makes the server close it after this answer.
         headers = {"connection": "close"} if exc.status_code == 408 else None
         return JSONResponse(
-            status_code=exc.status_code, content={"detail": exc.detail}, headers=headers
+            status_code=exc.status_code, content={"detail": _capped(exc.detail)},
+            headers=headers,
         )
+
+    @app.exception_handler(ElementLimitError)
+    async def _too_many_elements(request: Request, exc: ElementLimitError) -> JSONResponse:
+        return JSONResponse(status_code=413, content={"detail": exc.detail})
 
     @app.exception_handler(ClientDisconnect)
     async def _disconnected(request: Request, exc: ClientDisconnect) -> Response:
@@ -96,8 +115,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = _capped(exc.detail) if isinstance(exc.detail, str) else exc.detail
         return JSONResponse(
-            status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers
+            status_code=exc.status_code, content={"detail": detail}, headers=exc.headers
         )
 
     @app.exception_handler(Exception)

@@ -7,6 +7,7 @@ Bodies and credentials are never logged; only sizes are counted.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -19,6 +20,8 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.metrics_store import safely
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -70,6 +73,32 @@ IN_PROGRESS = Gauge(
 )
 
 _INTERNAL_ERROR = b'{"detail":"internal error"}'
+_SHUTTING_DOWN = b'{"detail":"the service is shutting down; retry the request"}'
+RETRY_AFTER_SECONDS = 1
+
+# Requests cancelled by the graceful-shutdown timeout whose handler still runs (a plain
+# `def` handler holds a worker thread, which nothing can interrupt): app.main's lifespan
+# ends the process without waiting for them.
+_abandoned: set[asyncio.Task[None]] = set()
+
+
+_in_flight = 0
+
+
+def abandoned_requests() -> int:
+    """How many requests cancelled at shutdown are still computing."""
+    return sum(not task.done() for task in _abandoned)
+
+
+def requests_in_flight() -> int:
+    """Requests this process has not answered yet (abandoned ones excluded)."""
+    return _in_flight
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: nobody waits for it any more
 
 
 def request_id_from(scope: Scope) -> str:
@@ -111,6 +140,8 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        global _in_flight
+        _in_flight += 1
         start = time.perf_counter()
         request_id = request_id_from(scope)
         scope.setdefault("state", {})["request_id"] = request_id
@@ -126,8 +157,12 @@ class ObservabilityMiddleware:
                 bytes_in += len(message.get("body", b""))
             return message
 
+        answered_by_shutdown = False
+
         async def tagging_send(message: Message) -> None:
             nonlocal status, bytes_out
+            if answered_by_shutdown:
+                return  # this request was answered 503 when the shutdown cancelled it
             if message["type"] == "http.response.start":
                 status = message["status"]
                 MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
@@ -135,10 +170,43 @@ class ObservabilityMiddleware:
                 bytes_out += len(message.get("body", b""))
             await send(message)
 
-        in_progress = IN_PROGRESS.labels(method)
-        in_progress.inc()
+        # Metric updates never fail a request (a full or unwritable metrics directory is
+        # counted and logged by app.api.metrics_store instead).
+        in_progress = safely(IN_PROGRESS.labels, method)
+        if in_progress is not None:
+            safely(in_progress.inc)
+        # The application runs in a task of its own, shielded: when uvicorn cancels this
+        # request at the end of XENTROPY_GRACEFUL_TIMEOUT, this task answers 503 at once
+        # instead of waiting for a handler that cannot be interrupted (FIX: the client got
+        # a 500 only when the computation ended, logged as 499, and the process outlived
+        # the timeout by as long).
+        inner = asyncio.ensure_future(self.app(scope, counting_receive, tagging_send))
         try:
-            await self.app(scope, counting_receive, tagging_send)
+            await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            if inner.done():
+                raise
+            _abandoned.add(inner)
+            inner.add_done_callback(_forget)
+            answered_by_shutdown = True  # from now on, what the handler sends is dropped
+            if status == 0:
+                status = 503
+                bytes_out = len(_SHUTTING_DOWN)
+                with contextlib.suppress(Exception):  # the client may be gone
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 503,
+                            "headers": [
+                                (b"content-type", b"application/json"),
+                                (b"content-length", str(bytes_out).encode()),
+                                (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+                                (b"connection", b"close"),
+                                (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                            ],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": _SHUTTING_DOWN})
         except Exception:
             if status == 0:
                 # The error handler's 500 would leave through the server error middleware,
@@ -159,12 +227,14 @@ class ObservabilityMiddleware:
                 status = 500
             raise
         finally:
-            in_progress.dec()
+            _in_flight -= 1
+            if in_progress is not None:
+                safely(in_progress.dec)
             duration = time.perf_counter() - start
             route = route_template(scope)
             # No response at all: cancelled (graceful-shutdown timeout) or the client gone.
             final = status or NO_RESPONSE
-            self._record(method, route, final, duration, bytes_in, bytes_out)
+            safely(self._record, method, route, final, duration, bytes_in, bytes_out)
             if self.access_log:
                 self._log(scope, request_id, method, route, final, duration, bytes_in, bytes_out)
 

@@ -1,7 +1,17 @@
-"""The OpenAPI document: FastAPI's, plus the request bodies our handlers parse themselves.
+"""The OpenAPI document: FastAPI's, plus the request bodies our handlers parse themselves,
+and security requirements that say what the running configuration enforces.
 
 Handlers read the raw body (to parse arrays without per-element Python objects), so
 FastAPI does not see their body models; ``json_request_body`` declares them instead.
+
+FastAPI declares the API-key schemes as required on every operation that depends on
+them, but with no key configured those operations answer without one. The document
+therefore declares an operation's security only where the running configuration enforces
+it (keys configured; for /metrics also XENTROPY_METRICS_REQUIRE_KEY): what clients and
+fuzzers read is what the service does. Both schemes stay listed in
+``components.securitySchemes`` either way. A client generated from the committed document
+(no keys) takes a plain or an authenticated client on every operation, so it works with
+both configurations.
 """
 
 from __future__ import annotations
@@ -10,8 +20,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+
+from app.settings import Settings, get_settings
 
 _BODY_MODELS: list[type[BaseModel]] = []
 
@@ -52,8 +65,41 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     components.update(defs.get("$defs", {}))
     _restore_examples(components)
     schema["components"]["schemas"] = dict(sorted(components.items()))  # as the docs list them
+    _declare_enforced_security(app, schema)
     app.openapi_schema = schema
     return schema
+
+
+def app_settings(app: FastAPI) -> Settings:
+    """The settings ``app`` runs with: those given to ``create_app`` (kept as a dependency
+    override), else the environment's."""
+    provider = app.dependency_overrides.get(get_settings, get_settings)
+    settings = provider()
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _metrics_paths() -> set[str]:
+    """Paths whose key requirement follows XENTROPY_METRICS_REQUIRE_KEY."""
+    from app.api.routes import metrics  # routes import this module: import when needed
+
+    return {route.path for route in metrics.router.routes if isinstance(route, APIRoute)}
+
+
+def _declare_enforced_security(app: FastAPI, schema: dict[str, Any]) -> None:
+    """Keep each operation's ``security`` only where the settings the app runs with
+    enforce a key: every key-protected operation when keys are configured, /metrics only
+    with XENTROPY_METRICS_REQUIRE_KEY too."""
+    settings = app_settings(app)
+    keys = bool(settings.api_key_digests)
+    metrics_paths = _metrics_paths()
+    for path, item in schema.get("paths", {}).items():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "security" not in operation:
+                continue
+            enforced = keys and (path not in metrics_paths or settings.metrics_require_key)
+            if not enforced:
+                del operation["security"]
 
 
 def _restore_examples(components: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from fastapi import Response
 from pydantic import BaseModel
 from pydantic_core import PydanticCustomError, ValidationError
 
-from app.api.codec import split_body
+from app.api.codec import Span, split_body
 from app.api.errors import BodyError
 from app.api.responses import encode_result, json_response
 from app.settings import Settings
@@ -72,11 +72,15 @@ class _Duplicate(Exception):
 
 
 def _parse(raw: Any) -> Any:
-    """The ``states`` value: msgspec's parse, or (for what it refuses, such as NaN
-    literals, and to find keys sent twice) the standard library's."""
-    if not isinstance(raw, msgspec.Raw):
-        return raw  # the body's fallback parser read it already
-    text = bytes(raw)
+    """The ``states`` value, parsed by the standard library: it finds keys sent twice
+    (msgspec keeps the last one silently) and reads NaN and Infinity, which the state
+    checks then refuse with their position."""
+    if isinstance(raw, Span):
+        text = raw.to_bytes()
+    elif isinstance(raw, msgspec.Raw | bytes | bytearray):
+        text = bytes(raw)
+    else:
+        return raw  # parsed already
     try:
         return json.loads(text, parse_constant=float, object_pairs_hook=_unique_keys)
     except _Duplicate as error:
@@ -115,10 +119,28 @@ def read_states(body: bytes | bytearray, settings: Settings) -> list[State]:
     states = []
     for i, item in enumerate(value):
         try:
-            states.append(from_json(item))
+            state = from_json(item)
         except StateError as error:
             refuse_state(error, i)
+        _check_bins(state, i, settings)
+        states.append(state)
     return states
+
+
+def _check_bins(state: State, index: int, settings: Settings) -> None:
+    """The service's bounds on the bins of an answer (XENTROPY_MAX_BINS,
+    XENTROPY_MAX_CLASS_BINS), as for ``/v1/calibration``."""
+    options = getattr(state, "options", None)
+    if state.kind != "calibration" or options is None:
+        return
+    loc = ("states", index, "options", "n_bins")
+    if options.n_bins > settings.max_bins:
+        refuse(loc, f"expected at most {settings.max_bins} bins (this service's "
+               f"XENTROPY_MAX_BINS), got {options.n_bins}", "out_of_range")
+    if options.n_classes * options.n_bins > settings.max_class_bins:
+        refuse(loc, f"expected classes × bins of at most {settings.max_class_bins} (this "
+               f"service's XENTROPY_MAX_CLASS_BINS), got {options.n_classes} × "
+               f"{options.n_bins}", "out_of_range")
 
 
 def input_error_at_states(error: InputError) -> NoReturn:

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
+from pydantic import ValidationError
 
 from app.api.auth import key_matches
 from app.main import create_app
@@ -151,3 +152,41 @@ def test_key_matches_compares_every_key():
     assert not key_matches("beta-key-", digests)
     assert not key_matches("", digests)
     assert not key_matches("\udcff", digests)  # undecodable header bytes do not crash
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-API-Key": "alpha-key-1   "},
+        {"X-API-Key": "\talpha-key-1"},
+        {"Authorization": "Bearer alpha-key-1 "},
+        {"Authorization": "Bearer  alpha-key-1"},
+    ],
+    ids=["x-api-key-trailing-spaces", "x-api-key-leading-tab", "bearer-trailing", "bearer-two"],
+)
+def test_spaces_around_a_key_are_ignored_in_both_headers(keyed, headers):
+    # FIX: "X-API-Key: KEY   " was a 401 where "Bearer KEY " was accepted.
+    assert keyed.post(CAT, json=BODY, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("keys", ["clé-secrète", "two words", "tab\tkey", "ok-key,naïve"])
+def test_a_key_that_no_header_can_carry_is_refused_at_start_up(keys):
+    # FIX: a non-ASCII key was accepted and could then never authenticate (headers are
+    # bytes; clients send ASCII). The message never shows the key.
+    with pytest.raises(ValidationError, match="printable ASCII") as exc:
+        Settings(api_keys=keys)
+    assert "secr" not in str(exc.value) and "naïve" not in str(exc.value)
+
+
+@pytest.mark.parametrize("value", [" , ", ",", ",,, ,"])
+def test_separators_without_keys_are_refused(monkeypatch, value):
+    # FIX: XENTROPY_API_KEYS=" , " started the service with authentication off.
+    monkeypatch.setenv("XENTROPY_API_KEYS", value)
+    with pytest.raises(ValidationError, match="separators but no key"):
+        Settings()
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_key_list_still_means_no_authentication(monkeypatch, value):
+    monkeypatch.setenv("XENTROPY_API_KEYS", value)  # compose passes "" when unset
+    assert not Settings().auth_enabled

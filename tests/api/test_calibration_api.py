@@ -138,3 +138,36 @@ def test_bad_divergence_input(client, body, loc):
     r = client.post(DIV, json=body)
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"] == loc
+
+
+def test_bins_are_bounded_by_the_service_limits_shown_in_info():
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    settings = Settings(max_bins=100, max_class_bins=1000)
+    with TestClient(create_app(settings)) as c:
+        limits = c.get("/v1/info").json()["limits"]
+        assert (limits["max_bins"], limits["max_class_bins"]) == (100, 1000)
+        body = {"probabilities": [[0.5, 0.5]], "labels": [0]}
+        assert c.post("/v1/calibration", json={**body, "n_bins": 100}).status_code == 200
+        r = c.post("/v1/calibration", json={**body, "n_bins": 101})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "n_bins"]
+        assert "XENTROPY_MAX_BINS" in r.json()["detail"][0]["msg"]
+        wide = {"probabilities": [[0.1] * 10], "labels": [0], "n_bins": 101}
+        r = c.post("/v1/calibration/diagram", json={**wide, "n_bins": 100})  # 10 × 100 = 1000
+        assert r.status_code == 200
+        r = c.post("/v1/calibration", json={"probabilities": [[1 / 11] * 11], "labels": [0],
+                                            "n_bins": 100})
+        assert r.status_code == 422 and "11 × 100" in r.json()["detail"][0]["msg"]
+
+
+def test_one_sample_with_thousands_of_classes_and_bins_is_cheap(client):
+    """Issue 11: 1 sample × 1000 classes × 10 000 bins took seconds and a GB; the per-class
+    statistics are sparse now (the library test bounds the memory)."""
+    body = {"probabilities": [[1 / 1000] * 1000], "labels": [3], "n_bins": 10_000}
+    r = client.post("/v1/calibration", json=body)
+    assert r.status_code == 200
+    out = r.json()
+    assert len(out["bins"]) == 10_000 and len(out["per_class"]) == 1000

@@ -197,3 +197,56 @@ def test_dead_workers_leave_the_live_gauges(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"counter_{dead}.db", f"counter_{os.getpid()}.db", f"gauge_livesum_{os.getpid()}.db"]
     )
+
+
+def test_metrics_that_cannot_be_written_never_fail_a_request(client, monkeypatch, caplog):
+    """FIX: an unwritable PROMETHEUS_MULTIPROC_DIR made every request a 500, /healthz
+    included. A metric update that raises is skipped, counted and logged."""
+    from app.api import metrics_store, middleware
+
+    def unwritable(*labels: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    before = metrics_store.failures()
+    with monkeypatch.context() as patched:
+        for metric in (middleware.REQUESTS, middleware.IN_PROGRESS, middleware.LATENCY):
+            patched.setattr(metric, "labels", unwritable)
+        patched.setattr(metrics_store, "_last_logged", float("-inf"))
+        with caplog.at_level(logging.WARNING, logger="xentropy"):
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/readyz").status_code == 200
+            assert client.post(CAT, json=BODY).status_code == 200
+    assert metrics_store.failures() >= before + 6
+    assert any("metrics could not be written (PermissionError" in r.getMessage()
+               for r in caplog.records)
+    assert value(client, "xentropy_metrics_write_failures_total") >= before + 6
+
+
+def test_metric_files_are_allocated_before_they_are_mapped(tmp_path, monkeypatch):
+    """FIX: on a full tmpfs a write into an mmapped metric file was a SIGBUS; the storage
+    is now allocated first, so a full filesystem is an ENOSPC at that call."""
+    import errno
+
+    from app.api import metrics_store
+
+    allocated: list[int] = []
+    real = os.posix_fallocate
+
+    def fallocate(fd: int, offset: int, length: int) -> None:
+        allocated.append(length)
+        if len(allocated) > 1:  # the first file fits, its growth does not
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", fallocate)
+    store = metrics_store.PreallocatedMmapedDict(str(tmp_path / "counter_1.db"))
+    store.write_value("small", 1.0, 0.0)
+    assert allocated == [65536]
+    with pytest.raises(OSError, match="No space"):
+        for i in range(2000):  # 56 bytes each: the file must grow
+            store.write_value(f"key-{i:04d}-" + "x" * 16, 1.0, 0.0)
+    assert allocated[-1] == 131072
+    store.close()
+    with pytest.raises(OSError, match="No space"):
+        metrics_store.PreallocatedMmapedDict(str(tmp_path / "counter_2.db"))
+    assert not (tmp_path / "counter_2.db").exists()  # no empty file for /metrics to trip on

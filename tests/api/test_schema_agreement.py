@@ -12,6 +12,11 @@ import jsonschema_rs  # schemathesis' validator
 import pytest
 
 from app.main import create_app
+from xentropy._divergences import DIVERGENCE_PARAMS
+from xentropy._validation import InputError
+from xentropy.calibration import CALIBRATION_PARAMS, calibration_report
+from xentropy.losses import softmax_cross_entropy_with_integer_labels
+from xentropy.options import BINARY_PARAMS, CATEGORICAL_PARAMS
 
 SPEC = create_app().openapi()
 REQUESTS = {
@@ -104,3 +109,69 @@ def test_a_null_array_is_named_as_such(client):
     assert r.json()["detail"][0]["msg"] == (
         "expected an array (nested lists) or an encoded array, got null"
     )
+
+
+# The option fields are generated from the library's constraint tables: the document says
+# exactly what the library checks, and a broken rule is the same error either way.
+
+TABLES = {CAT: CATEGORICAL_PARAMS, BIN: BINARY_PARAMS, CAL: CALIBRATION_PARAMS,
+          DIV: DIVERGENCE_PARAMS}
+_BOUNDS = {("low", False): "minimum", ("low", True): "exclusiveMinimum",
+           ("high", False): "maximum", ("high", True): "exclusiveMaximum"}
+
+
+def _branches(prop: dict) -> list[dict]:
+    """The non-null alternatives of a property, refs resolved."""
+    out = []
+    for branch in prop.get("anyOf", [prop]):
+        if "$ref" in branch:
+            branch = SPEC["components"]["schemas"][branch["$ref"].rsplit("/", 1)[1]]
+        if branch.get("type") != "null":
+            out.append(branch)
+    return out
+
+
+@pytest.mark.parametrize("path", list(TABLES))
+def test_every_option_is_in_the_schema_as_the_table_declares_it(path):
+    props = SPEC["components"]["schemas"][REQUESTS[path]]["properties"]
+    for name, param in TABLES[path].items():
+        prop = props[name]
+        assert prop["description"] == param.doc, name
+        if param.kind == "choice":
+            (enum,) = _branches(prop)
+            assert tuple(enum["enum"]) == param.choices, name
+        if param.kind in ("number", "integer"):
+            (branch,) = _branches(prop)
+            for side, open_ in (("low", param.low_open), ("high", param.high_open)):
+                bound = getattr(param, side)
+                if bound is not None:
+                    assert branch[_BOUNDS[side, open_]] == bound, (name, side)
+        if param.default is not None:
+            assert prop["default"] == param.default, name
+
+
+@pytest.mark.parametrize(("body", "call", "field"), [
+    ({"label_smoothing": 1.0}, lambda: softmax_cross_entropy_with_integer_labels(
+        [[1.0, 2.0]], [0], label_smoothing=1.0), "label_smoothing"),
+    ({"epsilon": 0.5}, lambda: softmax_cross_entropy_with_integer_labels(
+        [[1.0, 2.0]], [0], epsilon=0.5), "epsilon"),
+    ({"ignore_index": 2**64}, lambda: softmax_cross_entropy_with_integer_labels(
+        [[1.0, 2.0]], [0], ignore_index=2**64), "ignore_index"),
+])
+def test_a_broken_rule_is_the_same_error_through_the_library_and_http(client, body, call,
+                                                                      field):
+    with pytest.raises(InputError) as err:
+        call()
+    r = client.post(CAT, json={"logits": [[1.0, 2.0]], "labels": [0], **body})
+    assert r.status_code == 422
+    (item,) = r.json()["detail"]
+    assert item == {"loc": ["body", field], "msg": err.value.message, "type": err.value.kind}
+
+
+def test_n_bins_is_the_same_error_through_the_library_and_http(client):
+    with pytest.raises(InputError) as err:
+        calibration_report([0.5], [1], n_bins=0)
+    r = client.post(CAL, json={"probabilities": [0.5], "labels": [1], "n_bins": 0})
+    assert r.json()["detail"] == [
+        {"loc": ["body", "n_bins"], "msg": err.value.message, "type": err.value.kind}
+    ]

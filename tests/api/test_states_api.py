@@ -357,3 +357,22 @@ def test_the_element_limit_counts_the_numbers_of_states(small_limits_client, cli
     one = xentropy.divergences([[0.5, 0.5]], [[0.9, 0.1]], return_state=True).state.to_json()
     r = small_limits_client.post(MERGE, json={"states": [one] * 10})  # 4096 bytes, 100 numbers
     assert r.status_code == 413
+
+
+def test_the_bins_limits_of_the_service_apply_to_merges():
+    import warnings
+
+    import xentropy
+    from app.main import create_app
+    from app.settings import Settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    state = xentropy.calibration_report([[0.2, 0.8]], [1], n_bins=20,
+                                        return_state=True).state.to_json()
+    with TestClient(create_app(Settings(max_bins=10)), raise_server_exceptions=False) as c:
+        r = c.post(MERGE, json={"states": [state]})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "states", 0, "options", "n_bins"]

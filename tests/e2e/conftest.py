@@ -39,16 +39,21 @@ def start_server(
     env: dict[str, str] | None = None,
     timeout: float = 30.0,
     health_path: str = "/healthz",
+    module: str = "app",
+    preexec_fn: Callable[[], Any] | None = None,
 ) -> Server:
     """Start `xentropy serve` on a free loopback port and wait until ``health_path``
-    answers 200 (``args`` are extra `serve` flags, ``env`` extra environment)."""
+    answers 200 (``args`` are extra `serve` flags, ``env`` extra environment, ``module``
+    what `python -m` runs, ``preexec_fn`` runs in the child before it starts)."""
     port = free_port()
     fd, log_name = tempfile.mkstemp(prefix="xentropy-e2e-", suffix=".log")
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+        [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(port),
+         *args],
         env={**os.environ, **(env or {})},
         stdout=fd,
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
     os.close(fd)
     server = Server(f"http://127.0.0.1:{port}", process, Path(log_name))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import math
 import subprocess
 import sys
@@ -68,9 +69,15 @@ def keyed_server() -> Iterator[Server]:
     stop_server(server)
 
 
-@pytest.fixture()
-def client(xc: ModuleType, keyed_server: Server) -> Any:
-    return xc.AuthenticatedClient(base_url=keyed_server.url, token=API_KEY, timeout=30.0)
+@pytest.fixture(params=["keys", "no-keys"])
+def client(request: pytest.FixtureRequest, xc: ModuleType) -> Any:
+    """The committed document serves both configurations: with keys configured, an
+    ``AuthenticatedClient`` with the key; without, a plain ``Client``."""
+    if request.param == "keys":
+        keyed: Server = request.getfixturevalue("keyed_server")
+        return xc.AuthenticatedClient(base_url=keyed.url, token=API_KEY, timeout=30.0)
+    open_server: Server = request.getfixturevalue("server")  # no keys configured
+    return xc.Client(base_url=open_server.url, timeout=30.0)
 
 
 # ------------------------------------------------------------------------ expected values
@@ -221,6 +228,16 @@ OPERATIONS: dict[str, Callable[[ModuleType], tuple[Any, Callable[[Any], None]]]]
 }
 # Operations whose body is not a JSON model: checked on the raw response.
 RAW = {"service.service_metrics": lambda content: b"xentropy_http_requests" in content}
+
+
+def test_every_operation_takes_a_plain_or_an_authenticated_client(xc: ModuleType) -> None:
+    """The committed document declares security only where the default configuration
+    (no keys) enforces it: nowhere, so no operation demands an AuthenticatedClient."""
+    for name in [*OPERATIONS, *RAW]:
+        annotation = str(inspect.signature(load(f"api.{name}").sync_detailed)
+                         .parameters["client"].annotation)
+        assert {"AuthenticatedClient", "Client"} <= {part.strip().rsplit(".", 1)[-1]
+                                                   for part in annotation.split("|")}, annotation
 
 
 def test_every_operation_is_exercised(xc: ModuleType) -> None:

@@ -46,8 +46,7 @@ def http(hostile_server) -> Iterator[httpx.Client]:
 
 @pytest.mark.parametrize("case", [c for _, c in CASES], ids=[name for name, _ in CASES])
 def test_hostile_request_over_a_real_socket(http, case):
-    headers = {} if case.content_type is None else {"content-type": case.content_type}
-    r = http.post(case.path, content=case.body, headers=headers)
+    r = http.post(case.path, content=case.body, headers=case.request_headers())
     check_refusal(r.status_code, r.content, case)
 
 
@@ -82,8 +81,7 @@ def test_concurrent_hostile_bodies_leave_the_server_healthy(hostile_server):
         try:
             with httpx.Client(base_url=hostile_server.url, timeout=60) as http:
                 for case in heavy[k::2]:
-                    headers = {"content-type": case.content_type or ""}
-                    r = http.post(case.path, content=case.body, headers=headers)
+                    r = http.post(case.path, content=case.body, headers=case.request_headers())
                     check_refusal(r.status_code, r.content, case)
                 if k == 0:
                     r = http.post(CAT, content=endless_rows(200 * MIB),

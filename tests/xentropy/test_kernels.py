@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from xentropy._validation import InputError
 from xentropy.losses import categorical
 from xentropy.options import CATEGORICAL_PARAMS, LossOptions
 
@@ -78,10 +79,11 @@ def test_each_option_alone_gives_the_same_answer_through_both_kernels(name):
     _assert_same(*_both(labels, given))
 
 
-@pytest.mark.parametrize("name", sorted(set(NON_DEFAULT) - categorical._FAST_OPTIONS))
+# A convention is a bundle: its behaviours decide (the next test).
+@pytest.mark.parametrize(
+    "name", sorted(set(NON_DEFAULT) - categorical._FAST_OPTIONS - {"convention"})
+)
 def test_an_option_the_fast_kernel_does_not_handle_sends_the_call_to_the_general_one(name):
-    if name == "convention":
-        pytest.skip("a convention is a bundle: its behaviours decide (checked below)")
     options = LossOptions.build(
         "categorical", {name: NON_DEFAULT[name]}, from_logits=True, labelled=True
     )
@@ -136,3 +138,14 @@ def test_float32_and_strided_logits_give_the_same_answer_through_both_kernels():
     labels = np.abs(LABELS) % C
     _assert_same(*_both(labels, given, LOGITS.astype(np.float32)))
     _assert_same(*_both(labels, given, np.asfortranarray(LOGITS)))
+
+
+def test_options_built_once_per_set_still_validate_every_call():
+    LossOptions.build("categorical", {"return_gradient": True}, from_logits=True, labelled=True)
+    with pytest.raises(InputError) as err:  # 1 == True, but 1 is no boolean
+        LossOptions.build("categorical", {"return_gradient": 1}, from_logits=True,
+                          labelled=True)
+    assert err.value.kind == "type_error"
+    a = LossOptions.build("categorical", {"units": "bits"}, from_logits=True, labelled=True)
+    b = LossOptions.build("categorical", {"units": "bits"}, from_logits=True, labelled=True)
+    assert a is b and a.reduction.units == "bits"

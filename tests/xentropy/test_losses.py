@@ -1188,3 +1188,33 @@ def test_huge_integral_float_label_is_reported_as_itself():
         sce(np.zeros((2, 5)), np.array([1.0, 1e20]))
     assert (info.value.field, info.value.position) == ("labels", (1,))
     assert "-9223372036854775808" not in info.value.message
+
+
+# --------------------------------------------------------------------------- tiny and huge
+
+
+def test_a_dominant_logit_keeps_the_relative_precision_of_its_tiny_loss():
+    """Issue 11: logits [40, 0] with label 0 answered 0.0; the loss is log(1 + e^-40)."""
+    for fn in (L.softmax_cross_entropy_with_integer_labels,):
+        r = fn([[40.0, 0.0]], [0], return_gradient=True)
+        assert r.loss == pytest.approx(math.log1p(math.exp(-40.0)), rel=1e-15)
+    r = L.softmax_cross_entropy([[40.0, 0.0]], [[1.0, 0.0]])
+    assert r.loss == pytest.approx(math.log1p(math.exp(-40.0)), rel=1e-15)
+
+
+def test_categorical_focal_loss_of_a_confident_correct_prediction():
+    """Issue 11: [36, 0], γ = 2 was 12% off (1.095e-47 against 1.248e-47)."""
+    e = math.exp(-36.0)
+    expected = (e / (1 + e)) ** 2 * math.log1p(e)  # (1 - p)^γ (-log p), p = 1/(1 + e)
+    r = L.softmax_cross_entropy_with_integer_labels([[36.0, 0.0]], [0], focal_gamma=2.0)
+    assert r.loss == pytest.approx(expected, rel=1e-13)
+
+
+@pytest.mark.parametrize("gamma", [1e17, 1e18])
+def test_binary_focal_loss_with_a_huge_gamma(gamma):
+    """Issue 11: γ = 1e17 or 1e18 at logit -40 gave 40.0 (the modulator rounded to 1)."""
+    p = math.exp(-40.0) / (1 + math.exp(-40.0))  # σ(-40); target 1, so 1 - p_t = 1 - p
+    expected = math.exp(gamma * math.log1p(-p)) * (40.0 + math.log1p(math.exp(-40.0)))
+    r = L.sigmoid_binary_cross_entropy([-40.0], [1.0], focal_gamma=gamma, return_gradient=True)
+    assert r.loss == pytest.approx(expected, rel=1e-12)
+    assert np.isfinite(r.gradient).all()

@@ -29,11 +29,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xentropy._validation import Param
+
 #: Largest accepted ``n_bins``: more bins than this are statistically meaningless and would
 #: only make the response (one object per bin) large.
 MAX_BINS = 10_000
 
 BINNINGS = ("uniform", "quantile")
+
+#: The constraint-table rows of the binning options, shared by every function that bins.
+N_BINS = Param("integer", 15, f"Number of bins, 1 to {MAX_BINS}.", low=1, high=MAX_BINS)
+BINNING = Param(
+    "choice", "uniform",
+    '`"uniform"` (equal width) or `"quantile"` (equal mass; edges are quantiles of the '
+    "binned confidence). ACE always uses quantile bins.",
+    choices=BINNINGS,
+)
 
 
 @dataclass(frozen=True)
@@ -237,4 +248,51 @@ def _binned(
         sum_outcome=total(ws * outcomes),
         shift=shift,
         edges=edges,
+    )
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """One reliability bin, the interval (lower, upper] (the first bin also holds 0).
+
+    Attributes:
+      lower, upper: the edges.
+      count: number of samples in the bin.
+      weight: sum of their sample weights (equals ``count`` without weights).
+      mean_confidence: weighted mean binned value; ``None`` when ``weight`` is 0.
+      accuracy: weighted mean outcome (correctness, or frequency of label 1 for binary
+        input); ``None`` when ``weight`` is 0.
+    """
+
+    lower: float
+    upper: float
+    count: int
+    weight: float
+    mean_confidence: float | None
+    accuracy: float | None
+
+
+def reliability_bins(top: _BinSums) -> tuple[CalibrationBin, ...]:
+    """The reported bins of one row of sums (``every_bin``): None statistics where W_b = 0."""
+    assert top.edges is not None  # every_bin
+    weight = top.weight[0]
+    nonempty = weight > 0
+    zeros = np.zeros_like(weight)
+    conf = np.divide(top.sum_confidence[0], weight, out=zeros.copy(), where=nonempty)
+    acc = np.divide(top.sum_outcome[0], weight, out=zeros, where=nonempty)
+    edges = top.edges
+    # A weighted mean of values in [lower, upper] lies in that interval; Σwc / Σw can
+    # leave it by an ulp (w·c/w != c), so it is put back.
+    conf = np.clip(conf, edges[:-1], edges[1:])
+    unscaled = top.weight_unscaled()[0]
+    return tuple(
+        CalibrationBin(
+            lower=float(edges[b]),
+            upper=float(edges[b + 1]),
+            count=int(top.count[0, b]),
+            weight=float(unscaled[b]),
+            mean_confidence=float(conf[b]) if nonempty[b] else None,
+            accuracy=float(acc[b]) if nonempty[b] else None,
+        )
+        for b in range(weight.shape[0])
     )

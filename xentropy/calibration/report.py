@@ -22,7 +22,14 @@ from xentropy._validation import (
     check_labels,
     check_range,
 )
-from xentropy.calibration.binning import BINNINGS, MAX_BINS, _binned, _BinSums
+from xentropy.calibration.binning import (
+    BINNING,
+    N_BINS,
+    CalibrationBin,
+    _binned,
+    _BinSums,
+    reliability_bins,
+)
 from xentropy.calibration.metrics import (
     _calibration_error,
     _check_sample_weights,
@@ -38,13 +45,8 @@ if TYPE_CHECKING:
 
 #: The options of :func:`calibration_report` (``/v1/calibration``).
 CALIBRATION_PARAMS: dict[str, Param] = {
-    "n_bins": Param("integer", 15, f"Number of bins, 1 to {MAX_BINS}.", low=1, high=MAX_BINS),
-    "binning": Param(
-        "choice", "uniform",
-        '`"uniform"` (equal width) or `"quantile"` (equal mass; edges are quantiles of '
-        "the binned confidence). ACE always uses quantile bins.",
-        choices=BINNINGS,
-    ),
+    "n_bins": N_BINS,
+    "binning": BINNING,
     "fit_temperature": Param(
         "boolean", False, "With `logits`: fit temperature scaling (Guo et al. 2017)."
     ),
@@ -60,27 +62,6 @@ CALIBRATION_PARAMS: dict[str, Param] = {
         "those of other batches. Temperature scaling is not part of a state.",
     ),
 }
-
-
-@dataclass(frozen=True)
-class CalibrationBin:
-    """One reliability bin, the interval (lower, upper] (the first bin also holds 0).
-
-    Attributes:
-      lower, upper: the edges.
-      count: number of samples in the bin.
-      weight: sum of their sample weights (equals ``count`` without weights).
-      mean_confidence: weighted mean binned value; ``None`` when ``weight`` is 0.
-      accuracy: weighted mean outcome (correctness, or frequency of label 1 for binary
-        input); ``None`` when ``weight`` is 0.
-    """
-
-    lower: float
-    upper: float
-    count: int
-    weight: float
-    mean_confidence: float | None
-    accuracy: float | None
 
 
 @dataclass(frozen=True)
@@ -314,7 +295,7 @@ def calibration_report(
         mce=float(_calibration_error(top, "max")[0]),
         rmsce=float(_calibration_error(top, "l2")[0]),
         ace=ace,
-        bins=_bins(top),
+        bins=reliability_bins(top),
         per_class=None if binary else _per_class(model, y, w, wn, n, binning),
         temperature=temperature,
         units=units,
@@ -328,32 +309,6 @@ def _top_label(model: _Model, w: np.ndarray, n_bins: int, binning: str) -> _BinS
     """Every bin of the top-label confidence (binary: of p) against its outcome: shape (1, B)."""
     return _binned(
         model.confidence[None, :], model.outcome[None, :], w, n_bins, binning, every_bin=True
-    )
-
-
-def _bins(top: _BinSums) -> tuple[CalibrationBin, ...]:
-    """The reported bins (None statistics where W_b = 0)."""
-    assert top.edges is not None  # every_bin
-    weight = top.weight[0]
-    nonempty = weight > 0
-    zeros = np.zeros_like(weight)
-    conf = np.divide(top.sum_confidence[0], weight, out=zeros.copy(), where=nonempty)
-    acc = np.divide(top.sum_outcome[0], weight, out=zeros, where=nonempty)
-    edges = top.edges
-    # A weighted mean of values in [lower, upper] lies in that interval; Σwc / Σw can
-    # leave it by an ulp (w·c/w != c), so it is put back.
-    conf = np.clip(conf, edges[:-1], edges[1:])
-    unscaled = top.weight_unscaled()[0]
-    return tuple(
-        CalibrationBin(
-            lower=float(edges[b]),
-            upper=float(edges[b + 1]),
-            count=int(top.count[0, b]),
-            weight=float(unscaled[b]),
-            mean_confidence=float(conf[b]) if nonempty[b] else None,
-            accuracy=float(acc[b]) if nonempty[b] else None,
-        )
-        for b in range(weight.shape[0])
     )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from xentropy._numerics import logsumexp
-from xentropy._validation import InputError, as_float_array, check_labels
+from xentropy._validation import InputError, as_float_array, check_labels, number_text
 from xentropy.calibration.metrics import _check_sample_weights
 
 #: Bounds of the fitted temperature. The optimum is searched in [TEMPERATURE_MIN,
@@ -80,7 +80,7 @@ def _centred_logits(z: np.ndarray) -> np.ndarray:
         raise InputError(
             "logits",
             f"expected {what} of at most {MAX_LOGIT_RANGE:g} for temperature fitting, got "
-            f"{spread[i]:g}: the fit would overflow float64",
+            f"{number_text(spread[i])}: the fit would overflow float64",
             position=(i,),
             kind="overflow",
         )

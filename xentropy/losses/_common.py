@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,11 +117,17 @@ class Batch:
     weights: np.ndarray
     weights_field: str
 
+    @cached_property
+    def n_counted(self) -> int:
+        return int(np.count_nonzero(self.counted))
+
+    @cached_property
+    def weight_total(self) -> float:
+        return float(self.weights.sum())
+
     def denominator(self, normalization: str) -> float:
         """What "mean" divides by: the sum of the effective weights, or the counted entries."""
-        if normalization == "weights":
-            return float(self.weights.sum())
-        return float(np.count_nonzero(self.counted))
+        return self.weight_total if normalization == "weights" else float(self.n_counted)
 
 
 def finish(
@@ -139,8 +146,9 @@ def finish(
       gradient: derivative of ``losses.sum()`` in nats, or None.
       batch, options: the call.
       n_clipped: probabilities clipped.
-      prescaled: ``gradient`` is already in the requested units and divided by the "mean"
-        denominator (the fast kernel folds both into one pass).
+      prescaled: from the fast kernel: the losses are checked finite, the gradient is
+        bounded, in the requested units and divided by the "mean" denominator already (it
+        folds all of that into its passes).
     """
     units = options.reduction.units
     reduction = options.reduction.reduction
@@ -149,10 +157,12 @@ def finish(
         gradient = to_units(gradient, units)
     # Overflow (huge weights or logits) is detected here, on the results, rather than
     # predicted from the inputs: it is rare, and this check is exact. It runs before the
-    # reduction, where an inf/NaN would otherwise be misreported.
-    check_no_overflow(losses, batch.field, "loss")
-    if gradient is not None:
-        check_no_overflow(gradient, batch.field, "gradient")
+    # reduction, where an inf/NaN would otherwise be misreported. A prescaled gradient
+    # comes from the fast kernel, which bounds it instead (no pass over N×C here).
+    if not prescaled:
+        check_no_overflow(losses, batch.field, "loss")
+        if gradient is not None:
+            check_no_overflow(gradient, batch.field, "gradient")
     denominator = batch.denominator(options.reduction.normalization)
     # A weight sum that overflows float64 would give a silent mean of 0 (x / inf).
     if not np.isfinite(denominator):
@@ -166,7 +176,7 @@ def finish(
     loss: float | None = None if reduction == "none" else total
     if reduction == "mean":
         loss = _mean(losses, total, denominator, gradient, options, prescaled=prescaled)
-        if gradient is not None:
+        if gradient is not None and not prescaled and denominator < 1.0:
             # Dividing by a weight sum below 1 can overflow a gradient that was finite.
             check_no_overflow(gradient, batch.field, "gradient")
     if loss is not None and not math.isfinite(loss):
@@ -175,7 +185,7 @@ def finish(
     return LossResult(
         loss=loss, losses=losses, gradient=gradient, n_samples=batch.n_samples,
         n_classes=batch.n_classes,
-        n_ignored=int(batch.counted.size - np.count_nonzero(batch.counted)),
+        n_ignored=batch.counted.size - batch.n_counted,
         weight_sum=denominator, options=options, diagnostics=LossDiagnostics(n_clipped),
     )
 

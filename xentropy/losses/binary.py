@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from xentropy._numerics import sigmoid, softplus
+from xentropy._numerics import softplus
 from xentropy._validation import (
     InputError,
     as_float_array,
@@ -229,7 +229,10 @@ def _bce_terms(
         # -log σ(x) = softplus(-x) and -log(1 - σ(x)) = softplus(x): stable for any x.
         log_prob, log_comp = -softplus(-x), -softplus(x)
         bce = -(pos_t * log_prob + (1.0 - ts) * log_comp)
-        prob, comp = sigmoid(x), sigmoid(-x)  # 1 - σ(x) without cancellation
+        if not (want_gradient or options.focal.active):
+            return _Terms(bce, None, x, x, None, None, None, 0, 1.0)  # nothing else is read
+        # σ(x) and 1 - σ(x) = σ(-x) as exp of the logs above: no cancellation, no overflow.
+        prob, comp = np.exp(log_prob), np.exp(log_comp)
         d_bce = (1.0 - ts) * prob - pos_t * comp if want_gradient else None
         return _Terms(bce, d_bce, prob, comp, log_prob, log_comp, None, 0, prob * comp)
 

@@ -19,7 +19,6 @@ the input: ``u - o Σ_c u_c`` through the softmax, ``u / p`` for probabilities.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +44,7 @@ from xentropy.losses._common import (
     sample_weight_vector,
     with_state,
 )
-from xentropy.options import Behaviour, LossOptions
+from xentropy.options import LossOptions
 
 __all__ = [
     "categorical_cross_entropy",
@@ -166,21 +165,19 @@ for _f in (softmax_cross_entropy, softmax_cross_entropy_with_integer_labels,
 
 # --------------------------------------------------------------------------- dispatch
 
-#: Options the fast kernel handles. Any other option with a non-default value (or any
-#: library behaviour other than the reduction's) sends the call to the general kernel.
-#: ``epsilon`` is here because the fast kernel's exact log-softmax never clips.
+#: Options the fast kernel handles, and the library behaviours that touch only the
+#: reduction. Any other option with a non-default value, or any other behaviour, sends
+#: the call to the general kernel. ``epsilon`` is here because the fast kernel's exact
+#: log-softmax never clips.
 _FAST_OPTIONS = frozenset({
     "class_weights", "sample_weights", "ignore_index", "label_smoothing", "reduction",
     "normalization", "units", "return_gradient", "epsilon", "return_state",
+    "behaviour.library", "behaviour.empty_mean",
 })
 
 
 def _fast_path_applies(options: LossOptions, from_logits: bool, labelled: bool) -> bool:
-    reduction_only = dataclasses.replace(options.behaviour, library=None, empty_mean=None)
-    return (
-        from_logits and labelled and reduction_only == Behaviour()
-        and not options.non_default() - _FAST_OPTIONS
-    )
+    return from_logits and labelled and not options.changed - _FAST_OPTIONS
 
 
 # FIX: with weights or logits near the float64 limit an overflowed intermediate (inf) can
@@ -274,18 +271,24 @@ def _coefficients(
 ) -> np.ndarray:
     """The (N, C) coefficient of each log-probability: smoothed target × sample weight ×
     class weight × focal alpha (0 for ignored samples)."""
+    eps = options.smoothing.label_smoothing
+    alpha = options.focal.focal_alpha
+    per_class = np.ones(c) if w is None else w.copy()
+    if alpha is not None:
+        per_class *= per_class_value("focal_alpha", alpha, c, low=0.0, high=None, per="class")
+    if t is None and eps == 0:
+        # One nonzero per row: written in place, no one-hot matrix to multiply.
+        assert y is not None
+        coef = np.zeros((n, c))
+        coef[np.arange(n), y] = s_counted * per_class[y]
+        return coef
     if t is None:
         assert y is not None
         t = np.zeros((n, c))
         t[np.arange(n), y] = 1.0
-    eps = options.smoothing.label_smoothing
     coef = t if eps == 0 else (1.0 - eps) * t + eps / c
     coef = coef * s_counted[:, None]
-    if w is not None:
-        coef *= w
-    alpha = options.focal.focal_alpha
-    if alpha is not None:
-        coef *= per_class_value("focal_alpha", alpha, c, low=0.0, high=None, per="class")
+    coef *= per_class
     return coef
 
 
@@ -299,7 +302,8 @@ class _Link:
     Attributes:
       log_o: (N, C) their logs (finite, see ``underflow``).
       o: (N, C) the probabilities.
-      q: (N, C) ``1 - o``, computed without cancellation where the link allows.
+      complement: computes (N, C) ``1 - o``, without cancellation where the link allows
+        (only the focal term needs it).
       n_clipped: entries clipped to [ε, 1 - ε].
       backward: maps ``u = ∂L/∂(log o)`` to ``∂L/∂input``.
       underflow: None, or where the true log-softmax is below -float64 max (set to -max
@@ -308,7 +312,7 @@ class _Link:
 
     log_o: np.ndarray
     o: np.ndarray
-    q: np.ndarray
+    complement: Callable[[], np.ndarray]
     n_clipped: int
     backward: Callable[[np.ndarray], np.ndarray]
     underflow: np.ndarray | None = None
@@ -330,7 +334,7 @@ def _link(x: np.ndarray, from_logits: bool, options: LossOptions) -> _Link:
             return u - p * u.sum(axis=1, keepdims=True)
 
         # 1 - p from the log-probability: -expm1(log p) keeps full precision near p = 1.
-        return _Link(log_p, p, -np.expm1(log_p), 0, through_softmax, underflow)
+        return _Link(log_p, p, lambda: -np.expm1(log_p), 0, through_softmax, underflow)
 
     p = np.exp(log_softmax(x)) if from_logits else x
     if behaviour.renormalize:
@@ -342,25 +346,28 @@ def _link(x: np.ndarray, from_logits: bool, options: LossOptions) -> _Link:
         # A zero is refused before this is used where PyTorch has no finite answer (see
         # _refuse_undefined); elsewhere (off the label) its coefficient is 0.
         log_p = np.log(np.where(p > 0, p, 1.0))
-        return _Link(log_p, p, 1.0 - p, 0, lambda u: _divide(u, x, x > 0))
+        return _Link(log_p, p, lambda: 1.0 - p, 0, lambda u: _divide(u, x, x > 0))
     # 1 - p >= eps, not p <= 1 - eps: for eps < 2^-54, 1 - eps rounds to 1.
     inside = (p >= eps) & (1.0 - p >= eps)
     o = np.clip(p, eps, 1.0 - eps)
     n_clipped = int(inside.size - np.count_nonzero(inside))
-    # p = 1 survives clipping when eps < 2^-54; such an entry is outside the clip range,
-    # so its gradient is zeroed anyway, and q = 1 there only keeps q^(γ-1) finite.
-    q = np.where(o < 1.0, 1.0 - o, 1.0)
+    def complement() -> np.ndarray:
+        # p = 1 survives clipping when eps < 2^-54; such an entry is outside the clip
+        # range, so its gradient is zeroed anyway, and q = 1 there keeps q^(γ-1) finite.
+        return np.where(o < 1.0, 1.0 - o, 1.0)
 
     def backward(u: np.ndarray) -> np.ndarray:
-        u = np.where(inside, u, 0.0)  # the clip's derivative is 0 where it is active
+        # u is the caller's to overwrite. The clip's derivative is 0 where it is active.
+        np.copyto(u, 0.0, where=~inside)
         if from_logits:
             return u - p * u.sum(axis=1, keepdims=True)
-        if behaviour.renormalize:
-            # o = p / S: ∂L/∂p_k = u_k / p_k - Σ_c u_c / S.
-            return _divide(u, x, inside) - u.sum(axis=1, keepdims=True) / total
-        return _divide(u, x, inside)
+        row_terms = u.sum(axis=1, keepdims=True) / total if behaviour.renormalize else None
+        np.divide(u, x, out=u, where=inside)
+        if row_terms is not None:
+            u -= row_terms  # o = p / S: ∂L/∂p_k = u_k / p_k - Σ_c u_c / S
+        return u
 
-    return _Link(np.log(o), o, q, n_clipped, backward)
+    return _Link(np.log(o), o, complement, n_clipped, backward)
 
 
 def _divide(u: np.ndarray, p: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -381,12 +388,12 @@ def _focal_terms(link: _Link, coef: np.ndarray, gamma: float) -> tuple[np.ndarra
     cross-entropy: the cross-entropy terms with the coefficients ``coef (1 - o)^γ``, plus
     the derivative of the modulating factor, ``coef (1 - o)^γ γ r`` with
     ``r = o log o / (1 - o)``."""
-    modulated = coef * link.q**gamma
+    q = link.complement()
+    modulated = coef * q**gamma
     losses, u = _cross_entropy_terms(link.log_o, modulated)
     if gamma > 0:
         # r tends to -1 as q -> 0 (o log o ≈ -q); setting it there avoids 0/0.
-        r = np.divide(link.o * link.log_o, link.q, out=np.full_like(link.q, -1.0),
-                      where=link.q > 0)
+        r = np.divide(link.o * link.log_o, q, out=np.full_like(q, -1.0), where=q > 0)
         u += gamma * modulated * r
     return losses, u
 
@@ -502,14 +509,18 @@ def _softmax_with_labels(
 
     gradient = None
     if options.return_gradient:
-        total = a + b * wvec.sum()
+        total = a + b * wvec.sum() if smooth is not None else a
         # |gradient| <= (max total + max a + max b·max w) · scale: finite bound, finite result.
-        bound = (total.max() + a.max() + b.max() * wvec.max()) * grad_scale
+        bound = (total.max() + a.max()) * grad_scale
+        if smooth is not None:
+            bound += b.max() * wvec.max() * grad_scale
         if not np.isfinite(bound):
             return None
         buf *= (total * grad_scale / (1.0 + rest))[:, None]
         if smooth is not None:
-            buf -= np.outer(b * grad_scale, wvec)
+            # Without class weights the smoothing term is one number per row: broadcast,
+            # no (N, C) temporary.
+            buf -= (b * grad_scale)[:, None] if w is None else np.outer(b * grad_scale, wvec)
         buf[rows, y] -= a * grad_scale
         gradient = buf
     try:

@@ -69,14 +69,13 @@ import numpy as np
 from xentropy import _compensated
 from xentropy._numerics import UNITS, to_units
 from xentropy._validation import InputError
-from xentropy.calibration.binning import BINNINGS, MAX_BINS, _BinSums
+from xentropy.calibration.binning import BINNINGS, MAX_BINS, _BinSums, reliability_bins
 from xentropy.calibration.metrics import _calibration_error, _Model
 from xentropy.calibration.report import (
     CALIBRATION_PARAMS,
     Approximation,
     CalibrationResult,
     ClassCalibration,
-    _bins,
 )
 from xentropy.states._base import (
     TOLERANCE,
@@ -483,7 +482,7 @@ class CalibrationState(State):
             nll=nll,
             brier=min(max(float(t.brier[0]) / w, 0.0), 1.0 if o.binary else 2.0),
             ece=ece, mce=mce, rmsce=rmsce, ace=ace,
-            bins=_bins(top),
+            bins=reliability_bins(top),
             per_class=per_class,
             temperature=None,
             units=o.units, binning=o.binning, n_bins=o.n_bins,

@@ -14,12 +14,34 @@ from app.api.schemas.calibration import (
 )
 from app.api.schemas.common import ERROR_RESPONSES
 from app.api.states import answer
+from app.settings import Settings
+from xentropy._validation import InputError
 from xentropy.calibration import CALIBRATION_PARAMS, CalibrationResult, calibration_report
 
 router = APIRouter(prefix="/v1/calibration", tags=["calibration"], responses=ERROR_RESPONSES)
 
 
-def _report(req: CalibrationData) -> CalibrationResult:
+def _check_bins(req: CalibrationData, settings: Settings) -> None:
+    """This service's bounds on the bins (XENTROPY_MAX_BINS, XENTROPY_MAX_CLASS_BINS): the
+    work is bounded by the input, and these bound the answer (every bin is listed)."""
+    n_bins = getattr(req, "n_bins")  # noqa: B009 (an option field from the table)
+    scores = req.probabilities if req.probabilities is not None else req.logits
+    n_classes = 2 if scores is None or scores.ndim == 1 else int(scores.shape[1])
+    if n_bins > settings.max_bins:
+        raise InputError(
+            "n_bins", f"expected at most {settings.max_bins} bins (this service's "
+            f"XENTROPY_MAX_BINS), got {n_bins}", kind="out_of_range",
+        )
+    if n_classes * n_bins > settings.max_class_bins:
+        raise InputError(
+            "n_bins", f"expected classes × bins of at most {settings.max_class_bins} (this "
+            f"service's XENTROPY_MAX_CLASS_BINS), got {n_classes} × {n_bins}",
+            kind="out_of_range",
+        )
+
+
+def _report(req: CalibrationData, settings: Settings) -> CalibrationResult:
+    _check_bins(req, settings)
     return calibration_report(
         req.probabilities, req.labels, logits=req.logits, sample_weights=req.sample_weights,
         **{name: getattr(req, name) for name in CALIBRATION_PARAMS},
@@ -37,7 +59,7 @@ def report(body: JsonBody, settings: SettingsDep) -> Response:
     """Accuracy, mean confidence, NLL, Brier, ECE/MCE/RMSCE/ACE, every reliability bin,
     per-class statistics and, with logits, temperature scaling."""
     req = parse_request(CalibrationRequest, body, settings)
-    return answer(_report(req), CalibrationResponse)
+    return answer(_report(req, settings), CalibrationResponse)
 
 
 @router.post(
@@ -57,4 +79,4 @@ def diagram(body: JsonBody, settings: SettingsDep) -> Response:
     """The same body as /v1/calibration; answers a reliability diagram with the confidence
     histogram under it and the ECE written on it."""
     req = parse_request(CalibrationRequest, body, settings)
-    return Response(reliability_diagram(_report(req)), media_type="image/svg+xml")
+    return Response(reliability_diagram(_report(req, settings)), media_type="image/svg+xml")

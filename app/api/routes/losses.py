@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 import xentropy
 from app.api.body import JsonBody, SettingsDep, parse_request
+from app.api.limits import check_answer_elements, loss_answer_elements
 from app.api.openapi import json_request_body
 from app.api.schemas.common import ERROR_RESPONSES
 from app.api.schemas.losses import (
@@ -62,6 +63,7 @@ def categorical(body: JsonBody, settings: SettingsDep) -> Response:
     focal loss, a convention (PyTorch, Keras, scikit-learn), and the analytic gradient
     with respect to the input that was sent."""
     req = parse_request(CategoricalLossRequest, body, settings)
+    check_answer_elements(req, settings, loss_answer_elements(req, per_element_losses=False))
     from_logits = req.logits is not None
     labelled = req.labels is not None
     result = _CATEGORICAL[from_logits, labelled](
@@ -85,6 +87,7 @@ def binary(body: JsonBody, settings: SettingsDep) -> Response:
     loss, a convention (PyTorch, Keras, scikit-learn), and the analytic gradient with
     respect to the input that was sent."""
     req = parse_request(BinaryLossRequest, body, settings)
+    check_answer_elements(req, settings, loss_answer_elements(req, per_element_losses=True))
     from_logits = req.logits is not None
     result = _BINARY[from_logits](
         req.logits if from_logits else req.probabilities, req.targets,

@@ -23,12 +23,14 @@ from prometheus_client import (
 )
 
 from app.api.auth import require_metrics_key
+from app.api.metrics_store import FAILURES, safely
 from app.api.schemas.common import ERROR_RESPONSES
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
 
 router = APIRouter(dependencies=[Depends(require_metrics_key)])
+REGISTRY.register(FAILURES)  # one process: the default registry serves /metrics
 
 
 def multiproc_dir() -> str | None:
@@ -82,6 +84,11 @@ def mark_this_process_dead() -> None:
             "description": "API keys are configured, XENTROPY_METRICS_REQUIRE_KEY is true "
             "(the default) and the request carries none or a wrong one.",
         },
+        503: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "The metric files of the workers cannot be read (the service "
+            "itself goes on serving).",
+        },
     },
 )
 def metrics() -> Response:
@@ -94,4 +101,9 @@ def metrics() -> Response:
         mark_dead_workers(path)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        registry.register(FAILURES)
+    text = safely(generate_latest, registry)
+    if text is None:  # unreadable metric files: say so, and go on serving the rest
+        return Response("metrics unavailable: the metric files cannot be read\n",
+                        status_code=503, media_type="text/plain")
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -30,10 +30,39 @@ class Health(BaseModel):
 
 
 class Limits(BaseModel):
-    """Request limits (XENTROPY_MAX_BODY_BYTES, XENTROPY_MAX_ELEMENTS)."""
+    """Request and connection limits (the XENTROPY_* setting of the same name)."""
 
     max_body_bytes: int = Field(description="Largest request body accepted; larger is a 413.")
-    max_elements: int = Field(description="Most array elements in one request; more is a 413.")
+    max_elements: int = Field(
+        description="Most array elements in one request, counting those of the answer "
+        "(per-sample losses, gradients); more is a 413."
+    )
+    max_header_bytes: int = Field(
+        description="Largest request head (request line and headers); larger is a 431."
+    )
+    max_header_count: int = Field(description="Most header fields in a request; more is a 431.")
+    max_url_bytes: int = Field(
+        description="Longest request target (path and query); longer is a 414."
+    )
+    max_bins: int = Field(description="Most calibration bins (`n_bins`); more is a 422.")
+    max_class_bins: int = Field(
+        description="Most classes × bins of one calibration request; more is a 422."
+    )
+    body_timeout: float = Field(
+        description="Seconds to send a request's body; slower is a 408, connection closed."
+    )
+    header_timeout: float = Field(
+        description="Seconds to send a request's head; slower is a 408 (an idle connection is "
+        "closed)."
+    )
+    write_timeout: float = Field(
+        description="Seconds a response waits for the client to read any of it before the "
+        "connection is closed."
+    )
+    max_connections: int = Field(
+        description="Open connections per worker process; at the limit the longest-idle one "
+        "is closed, or the new one gets 503 when all have requests in progress."
+    )
 
 
 class Info(BaseModel):
@@ -44,7 +73,13 @@ class Info(BaseModel):
             "examples": [
                 {
                     "version": "0.1.0",
-                    "limits": {"max_body_bytes": 67108864, "max_elements": 20000000},
+                    "limits": {
+                        "max_body_bytes": 67108864, "max_elements": 20000000,
+                        "max_header_bytes": 65536, "max_header_count": 100,
+                        "max_url_bytes": 8192, "max_bins": 10000,
+                        "max_class_bins": 10000000, "body_timeout": 30.0, "header_timeout": 10.0,
+                        "write_timeout": 30.0, "max_connections": 1000,
+                    },
                     "libraries": {"python": "3.11.7", "numpy": "2.4.6", "fastapi": "0.165.0",
                                   "pydantic": "2.14.3", "msgspec": "0.22.0"},
                 }
@@ -55,6 +90,21 @@ class Info(BaseModel):
     version: str = Field(description="Version of the xentropy service.")
     limits: Limits = Field(description="The request limits this process enforces.")
     libraries: dict[str, str] = Field(description="Versions of the numeric and web stack.")
+
+
+@router.get("/", include_in_schema=False)
+def index(request: Request) -> dict[str, Any]:
+    """Where to start: a newcomer's ``curl localhost:8000`` gets links, not a bare 404."""
+    root = request.scope.get("root_path", "")
+    return {
+        "service": "xentropy",
+        "version": __version__,
+        "docs": f"{root}/docs",
+        "openapi": f"{root}/openapi.json",
+        "info": f"{root}/v1/info",
+        "health": f"{root}/healthz",
+        "readme": "README.md at the root of the source tree (also the package description)",
+    }
 
 
 @router.get("/healthz", tags=["service"], response_model=Health, summary="Liveness")
@@ -86,10 +136,7 @@ def info(settings: SettingsDep) -> dict[str, Any]:
     """Version, request limits and library versions."""
     return {
         "version": __version__,
-        "limits": {
-            "max_body_bytes": settings.max_body_bytes,
-            "max_elements": settings.max_elements,
-        },
+        "limits": {name: getattr(settings, name) for name in Limits.model_fields},
         "libraries": {
             "python": platform.python_version(),
             "numpy": np.__version__,

@@ -134,7 +134,7 @@ def encoded_array_model(kind: str, ndim: tuple[int, ...]) -> type[BaseModel]:
             "shape": list(array.shape),
             "data": base64.b64encode(array.tobytes()).decode("ascii"),
         }
-        sizes = Annotated[int, Field(ge=1)]
+        sizes = Annotated[int, Field(ge=1, le=2**63 - 1)]
         _ENCODED_MODELS[kind, ndim] = create_model(
             name,
             __config__=ConfigDict(
@@ -168,7 +168,13 @@ def _wire_form(
 ) -> Any:
     """The Python type a field's JSON may take: nested lists of the element (within
     [ge, le]), or the encoded array of that form. Used for the JSON schema only; the codec
-    and the core validate (the values inside encoded data included)."""
+    and the core validate (the values inside encoded data included).
+
+    The float64 range of numbers is not stated: its exact bound (2**1024 - 2**970, below
+    which every number rounds to a finite float64) is a 309-digit integer that FastAPI's
+    OpenAPI models and schemathesis' generator cannot hold, and the nearest float
+    (1.7976931348623157e308) as ``maximum`` would refuse numbers the service rightly
+    rounds to it. Numbers beyond it get a 422 ``not_finite``."""
     element: Any = {
         "float": Annotated[float, Field(ge=ge, le=le)],
         "int": Annotated[_JSON_INT64, Field(ge=ge, le=le)],
@@ -482,6 +488,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "(the connection is closed).",
     },
     413: {"model": ErrorBody, "description": "Body or element count over the configured limit."},
-    415: {"model": ErrorBody, "description": "The body is not `application/json`."},
+    415: {"model": ErrorBody, "description": "The body is not `application/json`, or is sent "
+          "with a `Content-Encoding` other than identity (compressed bodies are refused)."},
     422: {"model": ValidationErrorBody, "description": "Invalid body: field, position and rule."},
 }
