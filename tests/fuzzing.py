@@ -39,6 +39,10 @@ BEYOND_SCHEMA = frozenset(
         # library lacks, or an answer it gives as NaN/inf): cross-field rules.
         "not_in_convention",
         "undefined_in_convention",
+        # States against one another or against their own counts (/v1/merge).
+        "states_disagree",
+        "inconsistent_state",
+        "not_normalised",
     }
 )
 #: Value rules: beyond the schema only for values inside encoded data, for labels (their

@@ -450,8 +450,9 @@ def _parsing_cases() -> list[tuple[str, Case]]:
             CAT, raw(dict(cat, logits={**encoded(cat["logits"], "float64"),
                                        "dtype": "f" * 1_000_000})),
             422, ["body", "logits", "dtype"], "enum")),
+        # (just under the server's 64 KiB head limit, beyond which it is a 431)
         ("categorical-long-content-type", Case(
-            CAT, raw(cat), 415, content_type="text/" + "x" * 100_000)),
+            CAT, raw(cat), 415, content_type="text/" + "x" * 60_000)),
         # content codings are refused (a compressed body is not JSON; no zip bombs)
         ("categorical-gzip", Case(
             CAT, raw(cat), 415, says="gzip", headers=(("content-encoding", "gzip"),))),

@@ -26,6 +26,7 @@ from scipy import special, stats
 
 from app import __version__
 from tests.e2e.conftest import Server, start_server, stop_server
+from tests.e2e.test_states_client import states_merge
 
 ROOT = Path(__file__).parents[2]
 SPEC = ROOT / "openapi" / "openapi.json"
@@ -225,6 +226,7 @@ OPERATIONS: dict[str, Callable[[ModuleType], tuple[Any, Callable[[Any], None]]]]
     "service.service_healthz": health,
     "service.service_readyz": health,
     "service.service_info": info,
+    "states.states_merge": states_merge,
 }
 # Operations whose body is not a JSON model: checked on the raw response.
 RAW = {"service.service_metrics": lambda content: b"xentropy_http_requests" in content}
