@@ -98,8 +98,9 @@ class BackgroundStreamHandler(logging.StreamHandler):
                 if self.stream is not None and hasattr(self.stream, "flush"):
                     self.stream.flush()
             except Exception:  # a closed or broken stdout: as StreamHandler, no crash
-                if logging.raiseExceptions:
-                    sys.stderr.write("xentropy: the access log could not be written\n")
+                if lines and logging.raiseExceptions:
+                    sys.stderr.write(f"xentropy: {len(lines)} access-log line(s) could not "
+                                     "be written\n")
 
 
 def logging_config(level: str, access_log: bool) -> dict[str, Any]:
