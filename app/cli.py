@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import copy
 import importlib
 import json
+import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import urllib.request
 from pathlib import Path
 from types import FrameType
@@ -29,9 +32,81 @@ HTTP_PROTOCOL = "app.protocol:XentropyHttpProtocol"
 _SERVE_FLAGS = ("host", "port", "workers", "log_level", "graceful_timeout", "drain_delay")
 
 
+class BackgroundStreamHandler(logging.StreamHandler):
+    """A StreamHandler whose writes happen in a thread of its own: the event loop only
+    formats the line (``%(message)s``: the JSON the middleware serialised) and appends it
+    to a queue; a daemon thread writes what has queued up in one write and one flush.
+    Nothing is lost: flush() (called by logging.shutdown() at exit, and by the
+    shutdown path of app.main before it ends the process) writes what is still queued.
+    When the stream cannot keep up (``max_queued`` lines waiting: a pipe nobody reads),
+    emit() writes in the caller's thread, which then waits as a StreamHandler would."""
+
+    def __init__(self, stream: Any = None, max_queued: int = 10_000) -> None:
+        super().__init__(stream)
+        self.max_queued = max_queued
+        self._lines: collections.deque[str] = collections.deque()
+        self._wake = threading.Event()
+        self._write_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._writer_pid = -1
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Handler.handle() holds the handler's lock around emit(); a deque append needs
+        # none, and the event loop must not wait while the writer thread writes.
+        rv = bool(self.filter(record))
+        if rv:
+            self.emit(record)
+        return rv
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._lines.append(line)
+        if len(self._lines) >= self.max_queued:
+            self.flush()
+            return
+        if self._writer_pid != os.getpid():  # first line, or a forked child
+            self._start_writer()
+        self._wake.set()
+
+    def _start_writer(self) -> None:
+        self._writer_pid = os.getpid()
+        self._writer = threading.Thread(
+            target=self._write_forever, name="xentropy-access-log", daemon=True
+        )
+        self._writer.start()
+
+    def _write_forever(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line now (one write, one flush of the stream)."""
+        with self._write_lock:
+            lines = []
+            with contextlib.suppress(IndexError):
+                while True:
+                    lines.append(self._lines.popleft())
+            try:
+                if lines:
+                    self.stream.write(self.terminator.join(lines) + self.terminator)
+                if self.stream is not None and hasattr(self.stream, "flush"):
+                    self.stream.flush()
+            except Exception:  # a closed or broken stdout: as StreamHandler, no crash
+                if lines and logging.raiseExceptions:
+                    sys.stderr.write(f"xentropy: {len(lines)} access-log line(s) could not "
+                                     "be written\n")
+
+
 def logging_config(level: str, access_log: bool) -> dict[str, Any]:
     """uvicorn's logging, plus the service's loggers: ``xentropy`` (errors, as uvicorn's
-    on stderr) and ``xentropy.access`` (one JSON object per line on stdout)."""
+    on stderr) and ``xentropy.access`` (one JSON object per line on stdout, written by
+    a thread of its own: BackgroundStreamHandler)."""
     from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
@@ -39,7 +114,7 @@ def logging_config(level: str, access_log: bool) -> dict[str, Any]:
     config["formatters"]["json_lines"] = {"format": "%(message)s"}
     config["handlers"]["json_access"] = {
         "formatter": "json_lines",
-        "class": "logging.StreamHandler",
+        "class": "app.cli.BackgroundStreamHandler",
         "stream": "ext://sys.stdout",
     }
     config["loggers"]["xentropy"] = {"handlers": ["default"], "level": numeric, "propagate": False}

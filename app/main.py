@@ -98,6 +98,9 @@ async def exit_if_requests_are_stuck(answer_wait: float = 0.5) -> None:
         "%d request(s) still computing at the end of the graceful-shutdown timeout were "
         "answered 503; exiting without waiting for them", stuck,
     )
+    for handler in logging.getLogger("xentropy.access").handlers:  # queued lines
+        with contextlib.suppress(Exception):
+            handler.flush()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -61,6 +61,39 @@ def uvicorn_server(app: str, *, workers: int = 1, env: dict[str, str] | None = N
             proc.kill()
 
 
+@contextmanager
+def xentropy_server(*, env: dict[str, str] | None = None, cwd: str = ROOT
+                    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``xentropy serve`` (``python -m app serve``: the service's own uvicorn settings,
+    logging configuration and HTTP protocol) with one worker on a free loopback port; the
+    access log, on by default, goes to /dev/null. ``cwd``: the checkout to run (another
+    worktree, to compare two versions in one run)."""
+    port = free_port()
+    full_env = {**os.environ, "XENTROPY_LOG_LEVEL": "info", **(env or {})}
+    cmd = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("xentropy serve did not start") from None
+                time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _status_bytes(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -15,7 +15,14 @@ import httpx
 import numpy as np
 import orjson
 
-from bench._util import best_of, peak_rss_bytes, row, rss_bytes, uvicorn_server
+from bench._util import (
+    best_of,
+    peak_rss_bytes,
+    row,
+    rss_bytes,
+    uvicorn_server,
+    xentropy_server,
+)
 from xentropy.losses import softmax_cross_entropy_with_integer_labels
 
 OURS, NAIVE = "app.main:app", "bench.naive_app:app"
@@ -80,58 +87,112 @@ def json_and_encoded(quick: bool = False) -> list[str]:
     return lines
 
 
-def _wrk_rps(url: str, body: bytes, seconds: int) -> float:
+def _wrk(url: str, body: bytes | None, seconds: float) -> tuple[float, float, float]:
+    """``wrk -t1 -c16 --latency`` against ``url`` (a POST of ``body``, or a GET): requests
+    per second, p50 and p99 latency in seconds."""
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "post.lua"
-        lua_body = body.decode().replace("\\", "\\\\").replace('"', '\\"')
-        script.write_text(
-            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f'wrk.body = "{lua_body}"\n'
-        )
-        out = subprocess.run(
-            ["wrk", "-t1", "-c16", f"-d{seconds}s", "-s", str(script), url],
-            capture_output=True, text=True, check=True,
-        ).stdout
+        args = ["wrk", "-t1", "-c16", f"-d{seconds:g}s", "--latency"]
+        if body is not None:
+            data = Path(tmp) / "body.json"
+            data.write_bytes(body)
+            script = Path(tmp) / "post.lua"
+            script.write_text(
+                'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                f'local f = io.open("{data}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
+            )
+            args += ["-s", str(script)]
+        out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not match or "Non-2xx" in out:
         raise RuntimeError(f"wrk failed:\n{out}")
-    return float(match.group(1))
+    return float(match.group(1)), _wrk_latency(out, "50"), _wrk_latency(out, "99")
 
 
-def _httpx_rps(url: str, body: bytes, seconds: int) -> float:
+def _wrk_latency(out: str, q: str) -> float:
+    match = re.search(rf"^\s+{q}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[match.group(2)]
+
+
+def _httpx(url: str, body: bytes | None, seconds: float) -> tuple[float, float, float]:
     import asyncio
 
-    async def main() -> float:
-        count = 0
+    async def main() -> tuple[float, float, float]:
+        latencies: list[float] = []
         stop = time.monotonic() + seconds
         async with httpx.AsyncClient(timeout=10) as client:
             async def worker() -> None:
-                nonlocal count
                 while time.monotonic() < stop:
-                    r = await client.post(url, content=body, headers=JSON)
+                    t0 = time.perf_counter()
+                    if body is None:
+                        r = await client.get(url)
+                    else:
+                        r = await client.post(url, content=body, headers=JSON)
                     assert r.status_code == 200
-                    count += 1
+                    latencies.append(time.perf_counter() - t0)
             await asyncio.gather(*(worker() for _ in range(16)))
-        return count / seconds
+        p50, p99 = np.percentile(latencies, [50, 99])
+        return len(latencies) / seconds, float(p50), float(p99)
 
     return asyncio.run(main())
 
 
+SMALL_SHAPES = [(32, 10), (256, 10), (4096, 10)]
+
+
 def small_requests(quick: bool = False) -> list[str]:
-    z, y = _batch(256, 10)
-    body = orjson.dumps({"logits": z.tolist(), "labels": y.tolist()})
-    seconds = 3 if quick else 8
-    rps = _wrk_rps if shutil.which("wrk") else _httpx_rps
+    """Requests/s of ``xentropy serve`` (one worker) with its defaults (JSON access log
+    and metrics on) and with the access log off, each against a hello-world FastAPI
+    endpoint under uvicorn in the same run: the three servers run side by side and are
+    loaded in turn, round after round (interleaved, so that a change in the machine's
+    load hits all three), and each ratio is the median of the per-round ratios."""
+    seconds = 2.0 if quick else 4.0
+    rounds = 2 if quick else 3
+    load = _wrk if shutil.which("wrk") else _httpx
     tool = "wrk -t1 -c16" if shutil.which("wrk") else "httpx async, 16 clients"
-    with uvicorn_server(OURS) as (ours, _):
-        ours_rps = rps(ours + "/v1/losses/categorical", body, seconds)
-    with uvicorn_server(NAIVE) as (naive, _):
-        hello_rps = rps(naive + "/hello", body, seconds)
-    return [
-        f"small requests: 256x10 batches, {tool}, {seconds} s, one worker each",
-        f"  /v1/losses/categorical {ours_rps:9.0f} req/s   hello-world {hello_rps:9.0f} req/s"
-        f"   ratio {ours_rps / hello_rps:5.2f}  target >= 0.70",
-    ]
+    lines = [f"small requests: {tool}, {rounds} interleaved rounds of {seconds:g} s, "
+             f"one worker each; load average before: {_loadavg()}"]
+    with uvicorn_server(NAIVE) as (hello, _), xentropy_server() as (defaults, _), \
+            xentropy_server(env={"XENTROPY_ACCESS_LOG": "false"}) as (no_log, _):
+        for n, c in SMALL_SHAPES:
+            z, y = _batch(n, c)
+            body = orjson.dumps({"logits": z.tolist(), "labels": y.tolist()})
+            targets = {
+                "hello-world": (hello + "/hello", body),  # the same body, not read
+                "defaults": (defaults + "/v1/losses/categorical", body),
+                "access log off": (no_log + "/v1/losses/categorical", body),
+            }
+            for url, data in targets.values():
+                load(url, data, 1.0)  # warm-up
+            figures: dict[str, list[tuple[float, float, float]]] = {k: [] for k in targets}
+            for _ in range(rounds):
+                for name, (url, data) in targets.items():
+                    figures[name].append(load(url, data, seconds))
+            lines.append(f"  {n}x{c} ({len(body) / 1e3:.0f} kB body)")
+            for name, runs in figures.items():
+                rps = float(np.median([r[0] for r in runs]))
+                p50 = float(np.median([r[1] for r in runs]))
+                p99 = float(np.median([r[2] for r in runs]))
+                text = f"    {name:<15} {rps:8.0f} req/s  p50 {p50 * 1e3:6.2f} ms  " \
+                       f"p99 {p99 * 1e3:6.2f} ms"
+                if name != "hello-world":
+                    ratios = [r[0] / h[0] for r, h in zip(runs, figures["hello-world"],
+                                                           strict=True)]
+                    text += f"  vs hello-world {float(np.median(ratios)):5.2f} " \
+                            f"(rounds {min(ratios):.2f}-{max(ratios):.2f})"
+                    if name == "defaults" and (n, c) == (256, 10):
+                        text += "  target >= 0.70"
+                lines.append(text)
+    lines.append(f"  load average after: {_loadavg()}")
+    return lines
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def _matrix_body(limit: int, c: int, *, short: bool, seed: int = 0) -> bytes:

@@ -162,8 +162,35 @@ def test_logging_config_adds_the_json_access_logger():
     config = cli.logging_config("warning", access_log=True)
     assert config["loggers"]["xentropy.access"]["handlers"] == ["json_access"]
     assert config["handlers"]["json_access"]["stream"] == "ext://sys.stdout"
+    assert config["handlers"]["json_access"]["class"] == "app.cli.BackgroundStreamHandler"
     assert cli.logging_config("info", access_log=False)["loggers"]["xentropy.access"][
         "handlers"] == []
+
+
+def test_access_lines_are_written_by_a_thread_in_order_and_flushed_at_the_end():
+    import io
+    import logging
+    import time
+
+    stream = io.StringIO()
+    handler = cli.BackgroundStreamHandler(stream, max_queued=50)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("xentropy.test-background-handler")
+    log.propagate = False
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        for i in range(120):  # past max_queued: some written in the caller's thread
+            log.info('{"n":%d}', i)
+        deadline = time.monotonic() + 5
+        while stream.getvalue().count("\n") < 120 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        log.info('{"n":120}')
+        handler.flush()  # what logging.shutdown() and app.main's exit path call
+        assert stream.getvalue() == "".join(f'{{"n":{i}}}\n' for i in range(121))
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
 
 def test_healthcheck_fails_when_nothing_listens():

@@ -14,9 +14,9 @@ import logging
 import re
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,6 +71,13 @@ IN_PROGRESS = Gauge(
     ("method",),
     multiprocess_mode="livesum",
 )
+
+# Label children bound once per label set (what ``.labels()`` looks up on every call, with
+# its argument checks and a lock): (method, route, status) -> (requests, errors or None,
+# latency, request size, response size). Bounded like the metrics themselves: methods,
+# route templates and statuses are few. A child whose creation failed is not cached.
+_BOUND: dict[tuple[str, str, int], tuple[Any, Any, Any, Any, Any]] = {}
+_BOUND_IN_PROGRESS: dict[str, Any] = {}
 
 _INTERNAL_ERROR = b'{"detail":"internal error"}'
 _SHUTTING_DOWN = b'{"detail":"the service is shutting down; retry the request"}'
@@ -172,7 +179,11 @@ class ObservabilityMiddleware:
 
         # Metric updates never fail a request (a full or unwritable metrics directory is
         # counted and logged by app.api.metrics_store instead).
-        in_progress = safely(IN_PROGRESS.labels, method)
+        in_progress = _BOUND_IN_PROGRESS.get(method)
+        if in_progress is None:
+            in_progress = safely(IN_PROGRESS.labels, method)
+            if in_progress is not None:
+                _BOUND_IN_PROGRESS[method] = in_progress
         if in_progress is not None:
             safely(in_progress.inc)
         # The application runs in a task of its own, shielded: when uvicorn cancels this
@@ -242,13 +253,25 @@ class ObservabilityMiddleware:
     def _record(
         method: str, route: str, status: int, duration: float, bytes_in: int, bytes_out: int
     ) -> None:
-        labels = (method, route, str(status))
-        REQUESTS.labels(*labels).inc()
-        if status >= 400:
-            ERRORS.labels(*labels).inc()
-        LATENCY.labels(*labels).observe(duration)
-        REQUEST_SIZE.labels(*labels).observe(bytes_in)
-        RESPONSE_SIZE.labels(*labels).observe(bytes_out)
+        key = (method, route, status)
+        bound = _BOUND.get(key)
+        if bound is None:
+            labels = (method, route, str(status))
+            bound = (
+                REQUESTS.labels(*labels),
+                ERRORS.labels(*labels) if status >= 400 else None,
+                LATENCY.labels(*labels),
+                REQUEST_SIZE.labels(*labels),
+                RESPONSE_SIZE.labels(*labels),
+            )
+            _BOUND[key] = bound
+        requests, errors, latency, request_size, response_size = bound
+        requests.inc()
+        if errors is not None:
+            errors.inc()
+        latency.observe(duration)
+        request_size.observe(bytes_in)
+        response_size.observe(bytes_out)
 
     @staticmethod
     def _log(
@@ -265,7 +288,7 @@ class ObservabilityMiddleware:
             return
         client = scope.get("client")
         record: dict[str, Any] = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": _utc_now_ms(),
             "method": method,
             "route": route,
             "path": scope.get("path", "")[:256],  # never the query string
@@ -276,4 +299,25 @@ class ObservabilityMiddleware:
             "request_id": request_id,
             "client": client[0] if client else None,
         }
-        access_logger.info(json.dumps(record, separators=(",", ":")))
+        try:
+            line = orjson.dumps(record).decode()
+        except TypeError:  # pragma: no cover - a lone surrogate in the path
+            line = json.dumps(record, separators=(",", ":"))
+        access_logger.info(line)
+
+
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
+def _utc_now_ms() -> str:
+    """Now in UTC as ``2026-12-01T23:11:01.058Z`` (milliseconds, truncated, as
+    ``datetime.isoformat(timespec="milliseconds")`` gives), the date and time of the
+    current second formatted once per second."""
+    global _second
+    now = time.time()
+    second = int(now)
+    cached, text = _second
+    if second != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{int((now - second) * 1000):03d}Z"

@@ -211,6 +211,10 @@ def test_metrics_that_cannot_be_written_never_fail_a_request(client, monkeypatch
     with monkeypatch.context() as patched:
         for metric in (middleware.REQUESTS, middleware.IN_PROGRESS, middleware.LATENCY):
             patched.setattr(metric, "labels", unwritable)
+        # The label children are bound once per label set: none yet, so every update
+        # goes through the failing .labels() again.
+        patched.setattr(middleware, "_BOUND", {})
+        patched.setattr(middleware, "_BOUND_IN_PROGRESS", {})
         patched.setattr(metrics_store, "_last_logged", float("-inf"))
         with caplog.at_level(logging.WARNING, logger="xentropy"):
             assert client.get("/healthz").status_code == 200
@@ -250,3 +254,19 @@ def test_metric_files_are_allocated_before_they_are_mapped(tmp_path, monkeypatch
     with pytest.raises(OSError, match="No space"):
         metrics_store.PreallocatedMmapedDict(str(tmp_path / "counter_2.db"))
     assert not (tmp_path / "counter_2.db").exists()  # no empty file for /metrics to trip on
+
+
+def test_access_log_time_is_utc_milliseconds_like_isoformat():
+    """The access log's time field, formatted once per second, reads as
+    ``datetime.isoformat(timespec="milliseconds")`` with a Z."""
+    import re
+    from datetime import UTC, datetime
+
+    from app.api.middleware import _utc_now_ms
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    text = _utc_now_ms()
+    after = datetime.now(UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", text)
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert before <= parsed <= after

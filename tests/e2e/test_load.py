@@ -26,3 +26,60 @@ def test_ten_seconds_of_mixed_load_on_two_workers():
     # glibc's per-thread arenas fill up during the first seconds under 32 clients; a leak
     # would keep growing: bounded here, and flat over the 60 s soak (README).
     assert growth < max(50.0, 0.25 * rss["after_warmup"]), rss
+
+
+def test_healthz_stays_fast_while_large_requests_compute():
+    """Two clients keep one worker busy with 1000×1000 JSON requests (about 0.1-0.25 s
+    each, computed in the thread pool): /healthz, asked meanwhile, is answered between
+    the big requests' steps, not after them. Measured on the 2-core CI machine under
+    other load: median 12-18 ms, p99 50-75 ms (the GIL, held by the parser's C calls in
+    the worker thread, is what the event loop waits for; the issue's 5 ms p99 target is
+    not met). Big requests computed on the event loop hold /healthz for up to a whole
+    request (measured with every request inline: median 110 ms, p99 147 ms): the bound
+    below catches that."""
+    import threading
+    import time
+
+    import httpx
+    import numpy as np
+    import orjson
+
+    from tests.e2e.conftest import start_server, stop_server
+
+    rng = np.random.default_rng(0)
+    body = orjson.dumps({"logits": rng.normal(size=(1000, 1000)).tolist(),
+                         "labels": rng.integers(0, 1000, 1000).tolist()})
+    server = start_server("--workers", "1", env={"XENTROPY_ACCESS_LOG": "false"})
+    stop = threading.Event()
+    big: list[int] = []
+
+    def send_big() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                r = client.post(server.url + "/v1/losses/categorical", content=body,
+                                headers={"content-type": "application/json"})
+                big.append(r.status_code)
+
+    senders = [threading.Thread(target=send_big, daemon=True) for _ in range(2)]
+    try:
+        for sender in senders:
+            sender.start()
+        time.sleep(1.0)
+        latencies = []
+        with httpx.Client(timeout=10) as client:
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                assert client.get(server.url + "/healthz").status_code == 200
+                latencies.append(time.perf_counter() - t0)
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        for sender in senders:
+            sender.join(timeout=60)
+        stop_server(server)
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+    print(f"/healthz under 1000x1000 load: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+          f"{len(big)} big requests")
+    assert big and set(big) == {200}
+    assert p50 < 40.0, (p50, p99)
