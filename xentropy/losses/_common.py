@@ -222,18 +222,26 @@ def _mean(
             with np.errstate(over="ignore"):
                 return float((losses / denominator).sum())
         return total / denominator
-    library = options.behaviour.library
-    if options.behaviour.empty_mean is not None:
+    return mean_over_nothing(total, gradient, options)
+
+
+def mean_over_nothing(total: float, gradient: np.ndarray | None, options: LossOptions) -> float:
+    """The "mean" when its denominator is 0 (every sample ignored, or of weight 0): the
+    one rule for a batch's losses and for a finalized state.
+
+    PyTorch answers NaN here, Keras 0 (divide_no_nan). We answer 0 when there is nothing
+    to average, and refuse when the numerator is not 0, since no finite mean exists; under
+    a convention whose library has no answer, we say what it returns.
+    """
+    behaviour = options.behaviour
+    if behaviour.empty_mean is not None:
         raise InputError(
             "normalization",
-            f"{library} returns {options.behaviour.empty_mean} here: the mean is over no "
+            f"{behaviour.library} returns {behaviour.empty_mean} here: the mean is over no "
             "counted samples (every one ignored, or the weights sum to 0); use reduction "
             "'sum', or convention 'xentropy' (which answers 0)",
             kind="undefined_in_convention",
         )
-    # Nothing counted (every sample ignored or of weight 0): PyTorch answers NaN here,
-    # Keras 0 (divide_no_nan). We answer 0 when there is nothing to average, and refuse
-    # when the numerator is not 0, since no finite mean exists.
     if total == 0.0 and (gradient is None or not gradient.any()):
         return 0.0
     raise InputError(

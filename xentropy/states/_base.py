@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from xentropy._compensated import is_normalised
-from xentropy._validation import InputError
+from xentropy._validation import InputError, Param
 
 #: The state format this library writes and reads.
 VERSION = 1
@@ -212,6 +212,27 @@ def _number_array(values: list[Any], path: Path, positions: Any) -> np.ndarray:
         raise StateError("expected a finite number", path=(*path, *positions(i)),
                          kind="not_finite")
     return arr
+
+
+def read_clip_margin(
+    value: Any, path: Path, *, clipped: bool, param: Param, what: str
+) -> float | None:
+    """A state's clipping margin: a number obeying ``param`` where the input is clipped
+    (``what`` names it), null where it is not (logits)."""
+    if not clipped:
+        if value is not None:
+            raise StateError(f"expected null: {what} is not clipped", path=path,
+                             kind="not_applicable")
+        return None
+    if value is None:
+        raise StateError(f"expected the clipping margin of {what}, got null", path=path,
+                         kind="not_applicable")
+    try:
+        return float(param.check(read_number(value, path), str(path[-1])))
+    except StateError:
+        raise
+    except InputError as error:
+        raise StateError(error.message, path=path, kind=error.kind) from None
 
 
 def read_numbers(value: Any, path: Path, length: int | None = None) -> np.ndarray:

@@ -90,9 +90,9 @@ from xentropy.states._base import (
     inconsistent,
     read_bool,
     read_choice,
+    read_clip_margin,
     read_counts,
     read_int,
-    read_number,
     read_numbers,
     read_object,
     read_pair,
@@ -904,23 +904,14 @@ def _read_options(value: Any) -> CalibrationOptions:
         n_bins=read_int(o["n_bins"], (*path, "n_bins"), low=1, high=MAX_BINS),
         binning=read_choice(o["binning"], (*path, "binning"), BINNINGS),
         units=read_choice(o["units"], (*path, "units"), UNITS),
-        epsilon=None if o["epsilon"] is None else read_number(o["epsilon"],
-                                                              (*path, "epsilon")),
+        epsilon=read_clip_margin(
+            o["epsilon"], (*path, "epsilon"), clipped=o["input"] == "probabilities",
+            param=CALIBRATION_PARAMS["epsilon"], what="probabilities (for the NLL)",
+        ),
     )
     if options.binary and options.n_classes != 2:
         raise StateError("expected 2 for binary input", path=(*path, "n_classes"),
                          kind="not_applicable")
-    if options.input == "logits" and options.epsilon is not None:
-        raise StateError("expected null with logits: the NLL of logits is not clipped",
-                         path=(*path, "epsilon"), kind="not_applicable")
-    if options.input == "probabilities":
-        if options.epsilon is None:
-            raise StateError("expected the NLL's clipping margin of probabilities, got null",
-                             path=(*path, "epsilon"), kind="not_applicable")
-        try:
-            CALIBRATION_PARAMS["epsilon"].check(options.epsilon, "epsilon")
-        except InputError as error:
-            raise StateError(error.message, path=(*path, "epsilon"), kind=error.kind) from None
     return options
 
 

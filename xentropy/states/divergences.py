@@ -24,7 +24,6 @@ from xentropy.states._base import (
     VERSION,
     Path,
     State,
-    StateError,
     check_agree,
     check_at_most,
     check_close,
@@ -32,8 +31,8 @@ from xentropy.states._base import (
     inconsistent,
     pair_json,
     read_choice,
+    read_clip_margin,
     read_int,
-    read_number,
     read_object,
     read_pair,
 )
@@ -98,21 +97,11 @@ class DivergenceState(State):
             n_classes=read_int(o["n_classes"], (*path, "n_classes"), low=1),
             units=read_choice(o["units"], (*path, "units"), DIVERGENCE_PARAMS["units"].choices),
             reduction=read_choice(o["reduction"], (*path, "reduction"), STATE_REDUCTIONS),
-            epsilon=None if o["epsilon"] is None else read_number(o["epsilon"],
-                                                                  (*path, "epsilon")),
+            epsilon=read_clip_margin(
+                o["epsilon"], (*path, "epsilon"), clipped=o["input"] == "q",
+                param=DIVERGENCE_PARAMS["epsilon"], what="q",
+            ),
         )
-        if options.input == "q_logits" and options.epsilon is not None:
-            raise StateError("expected null with q_logits: nothing is clipped",
-                             path=(*path, "epsilon"), kind="not_applicable")
-        if options.input == "q":
-            if options.epsilon is None:
-                raise StateError("expected the clipping margin of q, got null",
-                                 path=(*path, "epsilon"), kind="not_applicable")
-            try:
-                DIVERGENCE_PARAMS["epsilon"].check(options.epsilon, "epsilon")
-            except InputError as error:
-                raise StateError(error.message, path=(*path, "epsilon"),
-                                 kind=error.kind) from None
         state = cls(
             options=options,
             n_samples=read_int(obj["n_samples"], ("n_samples",)),

@@ -27,7 +27,7 @@ import numpy as np
 
 from xentropy import _compensated
 from xentropy._validation import InputError
-from xentropy.losses._common import Batch, LossDiagnostics, LossResult
+from xentropy.losses._common import Batch, LossDiagnostics, LossResult, mean_over_nothing
 from xentropy.options import (
     BINARY_PARAMS,
     CATEGORICAL_PARAMS,
@@ -286,21 +286,7 @@ def _mean(total: float, denominator: float, options: LossOptions) -> float:
     """As the loss functions reduce (``losses._common``), from the sums."""
     if denominator > 0:
         return total / denominator
-    if options.behaviour.empty_mean is not None:
-        raise InputError(
-            "normalization",
-            f"{options.behaviour.library} returns {options.behaviour.empty_mean} here: the "
-            "mean is over no counted samples (every one ignored, or the weights sum to 0)",
-            kind="undefined_in_convention",
-        )
-    if total == 0.0:
-        return 0.0
-    raise InputError(
-        "normalization",
-        "the mean is undefined: the effective weights of the counted samples sum to 0 while "
-        "the weighted losses do not; use reduction 'sum' or normalization 'samples'",
-        kind="zero_denominator",
-    )
+    return mean_over_nothing(total, None, options)
 
 
 # --------------------------------------------------------------------------- building
