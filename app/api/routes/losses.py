@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 import xentropy
 from app.api.body import JsonBody, SettingsDep, parse_request
+from app.api.compute import run_sized
 from app.api.limits import check_answer_elements, loss_answer_elements
 from app.api.openapi import json_request_body
 from app.api.schemas.common import ERROR_RESPONSES
@@ -20,6 +21,7 @@ from app.api.schemas.losses import (
     CategoricalLossResponse,
 )
 from app.api.states import answer
+from app.settings import Settings
 from xentropy.options import PARAMS
 
 # (from logits, with integer labels) -> library function
@@ -57,11 +59,15 @@ router = APIRouter(prefix="/v1/losses", tags=["losses"], responses=ERROR_RESPONS
     response_model=CategoricalLossResponse,
     openapi_extra=json_request_body(CategoricalLossRequest),
 )
-def categorical(body: JsonBody, settings: SettingsDep) -> Response:
+async def categorical(body: JsonBody, settings: SettingsDep) -> Response:
     """Cross-entropy of logits (softmax) or probability rows against integer labels or
     target distributions, with class and sample weights, ignore_index, label smoothing,
     focal loss, a convention (PyTorch, Keras, scikit-learn), and the analytic gradient
     with respect to the input that was sent."""
+    return await run_sized(body, lambda: _categorical(body, settings))
+
+
+def _categorical(body: bytes | bytearray, settings: Settings) -> Response:
     req = parse_request(CategoricalLossRequest, body, settings)
     check_answer_elements(req, settings, loss_answer_elements(req, per_element_losses=False))
     from_logits = req.logits is not None
@@ -81,11 +87,15 @@ def categorical(body: JsonBody, settings: SettingsDep) -> Response:
     response_model=BinaryLossResponse,
     openapi_extra=json_request_body(BinaryLossRequest),
 )
-def binary(body: JsonBody, settings: SettingsDep) -> Response:
+async def binary(body: JsonBody, settings: SettingsDep) -> Response:
     """Binary cross-entropy of logits (sigmoid) or probabilities, shape N or N×C, with
     pos_weight, class and sample weights, a mask, label smoothing toward 0.5, binary focal
     loss, a convention (PyTorch, Keras, scikit-learn), and the analytic gradient with
     respect to the input that was sent."""
+    return await run_sized(body, lambda: _binary(body, settings))
+
+
+def _binary(body: bytes | bytearray, settings: Settings) -> Response:
     req = parse_request(BinaryLossRequest, body, settings)
     check_answer_elements(req, settings, loss_answer_elements(req, per_element_losses=True))
     from_logits = req.logits is not None
