@@ -34,23 +34,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def uvicorn_server(app: str, *, workers: int = 1, env: dict[str, str] | None = None
-                   ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run ``uvicorn APP`` (httptools, uvloop) on a free loopback port."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
+def _serving(proc: subprocess.Popen[bytes], url: str, probe: str, name: str
+             ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Wait (30 s at most) until ``url + probe`` answers, yield, then stop ``proc``."""
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(url + "/healthz" if "app.main" in app else url + "/hello", timeout=1)
+                httpx.get(url + probe, timeout=1)
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{app} did not start") from None
+                    raise RuntimeError(f"{name} did not start") from None
                 time.sleep(0.1)
         yield url, proc
     finally:
@@ -59,6 +54,19 @@ def uvicorn_server(app: str, *, workers: int = 1, env: dict[str, str] | None = N
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def uvicorn_server(app: str, *, workers: int = 1, env: dict[str, str] | None = None
+                   ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``uvicorn APP`` (httptools, uvloop) on a free loopback port."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})})
+    probe = "/healthz" if "app.main" in app else "/hello"
+    with _serving(proc, f"http://127.0.0.1:{port}", probe, app) as served:
+        yield served
 
 
 @contextmanager
@@ -74,24 +82,8 @@ def xentropy_server(*, env: dict[str, str] | None = None, cwd: str = ROOT
            "--workers", "1"]
     proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("xentropy serve did not start") from None
-                time.sleep(0.1)
-        yield url, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with _serving(proc, f"http://127.0.0.1:{port}", "/healthz", "xentropy serve") as served:
+        yield served
 
 
 def _status_bytes(pid: int, key: str) -> int:
