@@ -20,6 +20,7 @@ from xentropy.calibration import (
     ClassCalibration,
     TemperatureFit,
     calibration_report,
+    reliability_diagram,
 )
 from xentropy.losses import (
     LossDiagnostics,
@@ -70,6 +71,7 @@ __all__ = [
     "empty_like",
     "finalize",
     "merge",
+    "reliability_diagram",
     "sigmoid_binary_cross_entropy",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",

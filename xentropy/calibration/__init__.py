@@ -33,6 +33,7 @@ Conventions (the HTTP contract, "Precise semantics > Calibration"):
 """
 
 from xentropy.calibration.binning import MAX_BINS
+from xentropy.calibration.diagram import reliability_diagram
 from xentropy.calibration.report import (
     CALIBRATION_PARAMS,
     Approximation,
@@ -62,4 +63,5 @@ __all__ = [
     "TemperatureFit",
     "calibration_report",
     "fit_temperature",
+    "reliability_diagram",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.api.body import JsonBody, SettingsDep, parse_request
-from app.api.diagram import reliability_diagram
 from app.api.openapi import json_request_body
 from app.api.schemas.calibration import (
     CalibrationData,
@@ -17,6 +16,7 @@ from app.api.states import answer
 from app.settings import Settings
 from xentropy._validation import InputError
 from xentropy.calibration import CALIBRATION_PARAMS, CalibrationResult, calibration_report
+from xentropy.calibration.diagram import reliability_diagram
 
 router = APIRouter(prefix="/v1/calibration", tags=["calibration"], responses=ERROR_RESPONSES)
 

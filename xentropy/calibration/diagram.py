@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
-from xentropy.calibration import CalibrationResult
+from xentropy.calibration.report import CalibrationResult
 
 WIDTH, HEIGHT = 560, 640
 LEFT, RIGHT = 78, 30
