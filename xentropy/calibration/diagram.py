@@ -213,9 +213,12 @@ def _panel(
         f'<text x="{LEFT - 50}" y="{TOP_Y + TOP_H / 2}" text-anchor="middle" '
         f'transform="rotate(-90 {LEFT - 50} {TOP_Y + TOP_H / 2})">{escape(y_label)}</text>',
     ]
-    # Legend and the headline numbers, top left where a well-calibrated plot is empty.
+    # Legend and the headline numbers, top left where a well-calibrated plot is empty, on
+    # a translucent box: error bars of small bins can reach up there.
     lx, ly = LEFT + 12, TOP_Y + 20
-    parts += [
+    level = _level_text(confidence_level)
+    entries = ["Outputs", "Gap", "Perfect calibration"]
+    legend = [
         f'<rect x="{lx}" y="{ly - 10}" width="14" height="10" fill="{BLUE}"/>',
         f'<text x="{lx + 20}" y="{ly}">Outputs</text>',
         f'<rect x="{lx}" y="{ly + 8}" width="14" height="10" fill="{RED}" fill-opacity="0.28" '
@@ -228,28 +231,38 @@ def _panel(
     row = ly + 36  # baseline of the last legend entry
     if intervals is not None:
         row += 18
-        parts += [
+        entries.append(f"{level}Clopper–Pearson interval")
+        legend += [
             f'<g stroke="{INK}" stroke-width="1.3"><line x1="{lx + 7}" y1="{row - 12}" '
             f'x2="{lx + 7}" y2="{row + 1}"/><line x1="{lx + 3}" y1="{row - 12}" '
             f'x2="{lx + 11}" y2="{row - 12}"/><line x1="{lx + 3}" y1="{row + 1}" '
             f'x2="{lx + 11}" y2="{row + 1}"/></g>',
-            f'<text x="{lx + 20}" y="{row}">{_level_text(confidence_level)}'
-            "Clopper–Pearson interval</text>",
+            f'<text x="{lx + 20}" y="{row}">{entries[-1]}</text>',
         ]
     if smooth is not None:
         row += 18
-        parts += [
+        entries.append(f"smooth ECE {100 * smooth.ece:.2f}%")
+        legend += [
             f'<line x1="{lx}" y1="{row - 5}" x2="{lx + 14}" y2="{row - 5}" stroke="{ORANGE}" '
             'stroke-width="2.5"/>',
-            f'<text class="smooth-ece" x="{lx + 20}" y="{row}">'
-            f"smooth ECE {100 * smooth.ece:.2f}%</text>",
+            f'<text class="smooth-ece" x="{lx + 20}" y="{row}">{entries[-1]}</text>',
         ]
-    parts += [
+    headline = f"ECE = {100 * result.ece:.2f}%"
+    counts = f"N = {result.n_samples}, {len(result.bins)} {result.binning} bins"
+    legend += [
         f'<text class="ece" x="{lx}" y="{row + 26}" font-size="15" font-weight="bold">'
-        f"ECE = {100 * result.ece:.2f}%</text>",
-        f'<text x="{lx}" y="{row + 46}">N = {result.n_samples}, {len(result.bins)} '
-        f"{escape(result.binning)} bins</text>",
+        f"{headline}</text>",
+        f'<text x="{lx}" y="{row + 46}">{escape(counts)}</text>',
     ]
+    # The box's width from the text lengths (about 0.56 em per character of DejaVu Sans).
+    box_w = max(max(20 + 7.3 * len(e) for e in entries), 10.5 * len(headline),
+                7.3 * len(counts)) + 12
+    parts.append(
+        f'<rect class="legend" x="{lx - 6}" y="{ly - 16}" width="{box_w:.1f}" '
+        f'height="{row + 52 - (ly - 16)}" rx="3" fill="white" fill-opacity="0.8" '
+        'stroke="#cccccc"/>'
+    )
+    parts += legend
 
     # Histogram: share of samples per bin, with accuracy and mean confidence.
     shares = [b.count / result.n_samples for b in result.bins]
