@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+import struct
+import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +295,29 @@ def test_bad_overlays_are_named() -> None:
         diagram_overlays([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], bins=report.bins,
                          confidence_level=1.0)
     assert err.value.field == "confidence_level"
+
+
+@pytest.mark.skipif(shutil.which("rsvg-convert") is None, reason="librsvg2-bin not installed")
+def test_librsvg_renders_the_diagrams_without_complaint(tmp_path: Path) -> None:
+    """A real SVG renderer (librsvg) accepts the documents: no warning, and a PNG of the
+    declared size."""
+    z, y = _multiclass(400, 4, seed=2)
+    report = calibration_report(logits=z, labels=y, n_bins=10)
+    ov = diagram_overlays(logits=z, labels=y, bins=report.bins, confidence_level=0.95,
+                          smooth=True)
+    single = reliability_diagram(report, intervals=ov.intervals, confidence_level=0.95,
+                                 smooth=ov.smooth, title="4 classes & <more>")
+    grid = reliability_diagrams([report] * 5, [f"label {j}" for j in range(5)],
+                                intervals=[ov.intervals] * 5, smooth=[ov.smooth] * 5)
+    for name, svg in (("single", single), ("grid", grid)):
+        src, png = tmp_path / f"{name}.svg", tmp_path / f"{name}.png"
+        src.write_text(svg, encoding="utf-8")
+        done = subprocess.run(["rsvg-convert", str(src), "-o", str(png)],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        head = png.read_bytes()[:24]
+        assert head[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", head[16:24])
+        root = ET.fromstring(svg)
+        assert (width, height) == (math.ceil(float(root.get("width"))),
+                                   math.ceil(float(root.get("height"))))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -35,14 +36,15 @@ from xentropy._validation import (
     check_range,
 )
 from xentropy.calibration.binning import CalibrationBin
-from xentropy.calibration.estimators import SmoothECE, smooth_ece
-from xentropy.calibration.intervals import clopper_pearson
 from xentropy.calibration.metrics import (
     _check_sample_weights,
     _from_logits,
     _from_probabilities,
 )
 from xentropy.calibration.report import CalibrationResult
+
+if TYPE_CHECKING:
+    from xentropy.calibration.estimators import SmoothECE
 
 #: Most panels of :func:`reliability_diagrams` (more labels: draw the micro diagram).
 MAX_PANELS = 16
@@ -490,6 +492,10 @@ def diagram_overlays(
     >>> [tuple(round(v, 4) for v in iv) for iv in ov.intervals]
     [(0.0084, 0.9057), (0.025, 1.0)]
     """
+    # Imported here: ``import xentropy`` does not load the estimators and the bootstrap.
+    from xentropy.calibration.estimators import smooth_ece
+    from xentropy.calibration.intervals import clopper_pearson
+
     check_exactly_one("probabilities", probabilities, "logits", logits)
     if probabilities is not None:
         scores = np.ascontiguousarray(as_float_array(probabilities, "probabilities",
