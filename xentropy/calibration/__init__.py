@@ -33,7 +33,13 @@ Conventions (the HTTP contract, "Precise semantics > Calibration"):
 """
 
 from xentropy.calibration.binning import MAX_BINS
-from xentropy.calibration.diagram import reliability_diagram
+from xentropy.calibration.diagram import (
+    MAX_PANELS,
+    DiagramOverlays,
+    diagram_overlays,
+    reliability_diagram,
+    reliability_diagrams,
+)
 from xentropy.calibration.report import (
     CALIBRATION_PARAMS,
     Approximation,
@@ -54,14 +60,18 @@ __all__ = [
     "CALIBRATION_PARAMS",
     "MAX_BINS",
     "MAX_LOGIT_RANGE",
+    "MAX_PANELS",
     "TEMPERATURE_MAX",
     "TEMPERATURE_MIN",
     "Approximation",
     "CalibrationBin",
     "CalibrationResult",
     "ClassCalibration",
+    "DiagramOverlays",
     "TemperatureFit",
     "calibration_report",
+    "diagram_overlays",
     "fit_temperature",
     "reliability_diagram",
+    "reliability_diagrams",
 ]
