@@ -32,11 +32,12 @@ run: $(RUNTIME_STAMP)  ## set up (runtime only) and serve, on 127.0.0.1:8000 by 
 
 test: system-deps lint typecheck pytest  ## set up and run every check
 
-# Debian tools some tests drive (headless Chromium for /docs, wrk for load); installed
-# when missing and we are root with apt-get, otherwise those tests are skipped.
-SYSTEM_TOOLS := chromium wrk
+# Debian tools some tests drive (headless Chromium for /docs, wrk for load, librsvg's
+# rsvg-convert for the diagrams), as command:package; installed when missing and we are
+# root with apt-get, otherwise those tests are skipped.
+SYSTEM_TOOLS := chromium:chromium wrk:wrk rsvg-convert:librsvg2-bin
 system-deps:
-	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing from Debian"; \
