@@ -741,6 +741,7 @@ def bootstrap_intervals(
     seed: int = 0,
     method: str = "poisson",
     stream: int = 0,
+    sweep_max_n_bins: int | None = None,
 ) -> BootstrapIntervals:
     """Percentile bootstrap intervals of every scalar calibration statistic (Efron &
     Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13).
@@ -758,6 +759,8 @@ def bootstrap_intervals(
       estimators: any of ``"ece_debiased"``, ``"ece_sweep"``, ``"smooth_ece"``.
       confidence_level: in (0, 1).
       n_resamples: R in [1, 10 000]; seed, method, stream: see :func:`bootstrap_weights`.
+      sweep_max_n_bins: ``ece_sweep``'s largest bin count (default N), as for
+        :func:`~xentropy.calibration.estimators.ece_sweep`.
 
     Returns:
       :class:`BootstrapIntervals`. Replicate r weighs sample i by w_i·P_ri
@@ -815,7 +818,7 @@ def bootstrap_intervals(
         block["ace"] = np.where(totals[:, 0] > 0, ace, np.nan)
         v = weights * prep.w
         if "ece_sweep" in wanted:
-            block["ece_sweep"] = _sweep_replicates(prep, v)
+            block["ece_sweep"] = _sweep_replicates(prep, v, sweep_max_n_bins)
         if "smooth_ece" in wanted:
             block["smooth_ece"] = _smooth_replicates(prep, v)
         for key, values in block.items():
@@ -837,13 +840,15 @@ def bootstrap_intervals(
     )
 
 
-def _sweep_replicates(prep: _Prepared, v: np.ndarray) -> np.ndarray:
-    """ece_sweep of every replicate (rows of v, (K, N), in sorted order)."""
+def _sweep_replicates(prep: _Prepared, v: np.ndarray, cap: int | None) -> np.ndarray:
+    """ece_sweep of every replicate (rows of v, (K, N), in sorted order), trying at most
+    ``cap`` bins (default N)."""
     out = np.full(v.shape[0], np.nan)
     ok = np.flatnonzero(v.sum(axis=1) > 0)
+    n_samples = prep.c.shape[0]
     if ok.shape[0]:
         runs = _sorted_runs(prep.c, prep.o, v[ok], presorted=True)
-        counts = _sweep_counts(runs, prep.c.shape[0])
+        counts = _sweep_counts(runs, n_samples if cap is None else min(cap, n_samples))
         out[ok] = _sweep_ece_rows(runs, counts)
     return out
 

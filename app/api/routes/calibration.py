@@ -11,7 +11,7 @@ from app.api.schemas.calibration import (
     CalibrationRequest,
     CalibrationResponse,
 )
-from app.api.schemas.common import ERROR_RESPONSES
+from app.api.schemas.common import ERROR_RESPONSES, option_values
 from app.api.states import answer
 from app.settings import Settings
 from xentropy._validation import InputError
@@ -44,7 +44,7 @@ def _report(req: CalibrationData, settings: Settings) -> CalibrationResult:
     _check_bins(req, settings)
     return calibration_report(
         req.probabilities, req.labels, logits=req.logits, sample_weights=req.sample_weights,
-        **{name: getattr(req, name) for name in CALIBRATION_PARAMS},
+        **option_values(req, CALIBRATION_PARAMS),
     )
 
 
