@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.api.body import JsonBody, SettingsDep, parse_request
+from app.api.limits import check_answer_elements
 from app.api.openapi import json_request_body
 from app.api.schemas.calibration import (
     CalibrationData,
@@ -38,6 +39,13 @@ def _check_bins(req: CalibrationData, settings: Settings) -> None:
             f"service's XENTROPY_MAX_CLASS_BINS), got {n_classes} × {n_bins}",
             kind="out_of_range",
         )
+    if getattr(req, "mode") == "classwise":  # noqa: B009
+        # Every class's every bin is in the answer then (8 numbers each, with intervals).
+        check_answer_elements(req, settings, CLASS_BIN_NUMBERS * n_classes * n_bins)
+
+
+#: Numbers per class-wise bin in an answer (edges, count, weight, means, interval).
+CLASS_BIN_NUMBERS = 8
 
 
 def _report(req: CalibrationData, settings: Settings) -> CalibrationResult:

@@ -336,3 +336,13 @@ def test_invalid_options_are_422_at_the_field(client, extra, loc, kind) -> None:
     assert any(item["loc"][:len(loc)] == loc for item in items), items
     if kind is not None:
         assert items[0]["loc"] == loc and items[0]["type"] == kind, items
+
+
+def test_classwise_bins_count_in_the_element_limit(client) -> None:
+    """With classwise every class's every bin is in the answer: C × n_bins × 8 numbers
+    count against XENTROPY_MAX_ELEMENTS (20 000 000) like the request's arrays."""
+    body = {"probabilities": [[0.5] * 2, [0.5] * 2], "labels": [0, 1], "n_bins": 10_000}
+    wide = {**body, "probabilities": [[1 / 300] * 300], "labels": [0]}
+    assert client.post(CAL, json={**wide, "mode": "classwise"}).status_code == 413
+    assert client.post(CAL, json=wide).status_code == 200  # the sparse per-class ECE only
+    assert client.post(CAL, json={**body, "mode": "classwise"}).status_code == 200
