@@ -695,6 +695,7 @@ class BootstrapIntervals:
       confidence_level, n_resamples, seed, method, stream: the options used.
       replicates: metric -> the R replicate values (``nan`` for replicates of total
         weight 0), for callers that need more than the interval.
+      sums: with ``keep_sums``, the replicates' :class:`ReplicateSums` (mergeable).
     """
 
     intervals: dict[str, tuple[float, float] | None]
@@ -704,6 +705,7 @@ class BootstrapIntervals:
     method: str
     stream: int
     replicates: dict[str, np.ndarray] = field(repr=False)
+    sums: ReplicateSums | None = field(default=None, repr=False)
 
 
 def percentile_interval(
@@ -742,6 +744,7 @@ def bootstrap_intervals(
     method: str = "poisson",
     stream: int = 0,
     sweep_max_n_bins: int | None = None,
+    keep_sums: bool = False,
 ) -> BootstrapIntervals:
     """Percentile bootstrap intervals of every scalar calibration statistic (Efron &
     Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13).
@@ -761,6 +764,8 @@ def bootstrap_intervals(
       n_resamples: R in [1, 10 000]; seed, method, stream: see :func:`bootstrap_weights`.
       sweep_max_n_bins: ``ece_sweep``'s largest bin count (default N), as for
         :func:`~xentropy.calibration.estimators.ece_sweep`.
+      keep_sums: also return the replicates as :class:`ReplicateSums` (those of
+        :func:`replicate_sums`, from the same weights); uniform bins and Poisson only.
 
     Returns:
       :class:`BootstrapIntervals`. Replicate r weighs sample i by w_i·P_ri
@@ -796,9 +801,13 @@ def bootstrap_intervals(
             options = ", ".join(repr(e) for e in ESTIMATORS)
             raise InputError("estimators", f"expected one of {options}, got {name!r}",
                              position=(i,), kind="enum")
+    if keep_sums and (binning != "uniform" or m != "poisson"):
+        raise InputError("keep_sums", "expected uniform bins and Poisson weights: only "
+                         "those replicate sums merge", kind="not_mergeable")
     binnings = tuple(dict.fromkeys((binning, "quantile")))
     prep = _prepare(c, o, w, extra, n, binnings)
     pieces: dict[str, list[np.ndarray]] = {}
+    kept: list[ReplicateSums] = []
     for first, count in _blocks(c.shape[0], r):
         weights = _weights_block(c.shape[0], first, count, seed=s, stream=st, method=m)
         totals, bins, per_binning = _replicate_block(prep, weights, binning, n)
@@ -807,6 +816,8 @@ def bootstrap_intervals(
             brier=totals[:, 2], correct=totals[:, 3], bin_weight=bins[:, :, 0],
             bin_confidence=bins[:, :, 1], bin_outcome=bins[:, :, 2], seed=s, method=m,
         )
+        if keep_sums:
+            kept.append(sums)
         block = sums.metrics()
         q = per_binning["quantile"]
         with np.errstate(invalid="ignore", divide="ignore"):  # replicates of weight 0
@@ -836,7 +847,19 @@ def bootstrap_intervals(
         intervals={k: percentile_interval(v, confidence_level=level)
                    for k, v in replicates.items()},
         confidence_level=level, n_resamples=r, seed=s, method=m, stream=st,
-        replicates=replicates,
+        replicates=replicates, sums=_stacked(kept, st) if keep_sums else None,
+    )
+
+
+def _stacked(blocks: Sequence[ReplicateSums], stream: int) -> ReplicateSums:
+    """The blocks of replicates as one :class:`ReplicateSums` (replicates in order)."""
+    first = blocks[0]
+    return ReplicateSums(
+        edges=first.edges,
+        **{name: np.concatenate([getattr(b, name) for b in blocks])
+           for name in ("weight", "nll", "brier", "correct", "bin_weight", "bin_confidence",
+                        "bin_outcome")},
+        seed=first.seed, method=first.method, streams=(stream,),
     )
 
 

@@ -41,7 +41,12 @@ from xentropy.calibration.estimators import (
     ece_sweep,
     smooth_ece,
 )
-from xentropy.calibration.intervals import ESTIMATORS, INTERVAL_PARAMS, bootstrap_intervals
+from xentropy.calibration.intervals import (
+    ESTIMATORS,
+    INTERVAL_PARAMS,
+    ReplicateSums,
+    bootstrap_intervals,
+)
 from xentropy.calibration.metrics import (
     _calibration_error,
     _check_sample_weights,
@@ -214,6 +219,7 @@ class Intervals:
       smooth_ece: the intervals.
       confidence_level, n_resamples, seed, method, stream: the resampling (not in the HTTP
         response, which echoes none of the options).
+      sums: with ``return_state``, the Poisson replicate sums the state carries.
     """
 
     nll: tuple[float, float] | None = None
@@ -231,6 +237,7 @@ class Intervals:
     seed: int = field(default=0, repr=False)
     method: str = field(default="poisson", repr=False)
     stream: int = field(default=0, repr=False)
+    sums: ReplicateSums | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -419,7 +426,7 @@ def calibration_report(
                            risk_coverage=risk_coverage)
     return_state = CALIBRATION_PARAMS["return_state"].check(return_state, "return_state")
     if return_state:
-        _check_mergeable(extras)
+        _check_mergeable(extras, binning)
 
     # Normalised weights (sum 1) for every weighted mean: w_i / W <= 1, so a mean of finite
     # values can never overflow even where their plain sum would.
@@ -442,12 +449,6 @@ def calibration_report(
     if fit_temperature:
         assert z is not None  # checked above
         temperature = _temperature_fit(z, y, w, wn, model, nll, ece, n, binning, units)
-    state = None
-    if return_state:
-        from xentropy.states.calibration import calibration_state  # builds on this module
-
-        state = calibration_state(model, y, w, n_bins=n, binning=binning, units=units,
-                                  epsilon=eps, from_logits=z is not None)
     level = extras.confidence_level
     classwise = None
     if extras.mode == "classwise":
@@ -455,6 +456,15 @@ def calibration_report(
     if level is not None:  # the bins again, with their counts of outcomes 1
         top = _binned(model.confidence[None, :], model.outcome[None, :], w, n, binning,
                       every_bin=True, hits=True)
+    intervals = _intervals(model, w, n, binning, units, extras, keep_sums=return_state)
+    state = None
+    if return_state:
+        from xentropy.states.calibration import calibration_state  # builds on this module
+
+        state = calibration_state(model, y, w, n_bins=n, binning=binning, units=units,
+                                  epsilon=eps, from_logits=z is not None,
+                                  hits=None if top.hits is None else top.hits[0],
+                                  **_state_extras(extras, binning, intervals))
 
     return CalibrationResult(
         n_samples=n_samples,
@@ -476,7 +486,7 @@ def calibration_report(
         n_bins=n,
         classwise_ece=None if classwise is None else classwise.classwise_ece,
         estimates=_estimates(model, w, n, binning, extras.estimators),
-        intervals=_intervals(model, w, n, binning, units, extras),
+        intervals=intervals,
         selective=_selective(model, w, extras.n_points),
         state=state,
     )
@@ -610,16 +620,41 @@ def _check_extras(binary: bool, **options: Any) -> _Extras:
     )
 
 
-def _check_mergeable(extras: _Extras) -> None:
-    """``return_state`` with an addition the state does not carry is refused, never
-    silently dropped (see :mod:`xentropy.states.calibration`)."""
-    for name, on in (("mode", extras.mode != "top_label"),
-                     ("estimators", bool(extras.estimators)),
-                     ("confidence_level", extras.confidence_level is not None),
-                     ("risk_coverage", extras.n_points is not None)):
-        if on:
-            raise InputError(name, f"expected no {name} with return_state: calibration "
-                             "states do not carry it yet", kind="not_mergeable")
+def _check_mergeable(extras: _Extras, binning: str) -> None:
+    """``return_state`` with an addition the state cannot carry exactly is refused, never
+    silently approximated (see :mod:`xentropy.states.calibration`): class-wise bins and
+    bootstrap replicates are carried over the exact uniform bins only, and only Poisson
+    replicates merge. (``ece_sweep``, ``smooth_ece`` and ``risk_coverage`` are answered
+    for the batch but not carried, as temperature scaling is not.)"""
+    b = extras.bootstrap
+    if extras.confidence_level is not None and b["method"] != "poisson":
+        raise InputError("bootstrap", "expected the Poisson method with return_state: "
+                         "multinomial replicates fix each batch's total count, so they do "
+                         "not merge", position=("method",), kind="not_mergeable")
+    if binning != "uniform":
+        for name, on in (("mode", extras.mode != "top_label"),
+                         ("confidence_level", extras.confidence_level is not None)):
+            if on:
+                raise InputError(name, f"expected uniform binning for {name} with "
+                                 "return_state: states give quantile bins only "
+                                 "approximately", kind="not_mergeable")
+
+
+def _state_extras(extras: _Extras, binning: str, intervals: Intervals | None) -> dict[str, Any]:
+    """What the state carries of the additions (see :func:`_check_mergeable`)."""
+    from xentropy.states.calibration import MERGEABLE_ESTIMATORS, ReplicateOptions
+
+    out: dict[str, Any] = {
+        "mode": extras.mode,
+        "estimators": tuple(e for e in extras.estimators if e in MERGEABLE_ESTIMATORS)
+        if binning == "uniform" else (),
+    }
+    if intervals is not None:
+        out["bootstrap"] = ReplicateOptions(
+            confidence_level=intervals.confidence_level, n_resamples=intervals.n_resamples,
+            seed=intervals.seed)
+        out["replicates"] = intervals.sums
+    return out
 
 
 def _estimates(
@@ -644,9 +679,11 @@ def _estimates(
 
 
 def _intervals(
-    model: _Model, w: np.ndarray, n_bins: int, binning: str, units: str, extras: _Extras
+    model: _Model, w: np.ndarray, n_bins: int, binning: str, units: str, extras: _Extras,
+    *, keep_sums: bool = False,
 ) -> Intervals | None:
-    """Bootstrap intervals of every scalar statistic, NLL in ``units``."""
+    """Bootstrap intervals of every scalar statistic, NLL in ``units`` (with
+    ``keep_sums``, the Poisson replicate sums for the state too)."""
     if extras.confidence_level is None:
         return None
     b = extras.bootstrap
@@ -655,15 +692,15 @@ def _intervals(
         correct=model.correct, sample_weights=w, n_bins=n_bins, binning=binning,
         estimators=extras.estimators, confidence_level=extras.confidence_level,
         n_resamples=b["n_resamples"], seed=b["seed"], method=b["method"],
-        stream=b["stream"], sweep_max_n_bins=SWEEP_MAX_BINS,
+        stream=b["stream"], sweep_max_n_bins=SWEEP_MAX_BINS, keep_sums=keep_sums,
     )
-    found = dict(r.intervals)
+    found: dict[str, Any] = dict(r.intervals)
     nll = found.get("nll")
     if nll is not None:
         found["nll"] = (to_units(nll[0], units), to_units(nll[1], units))
     return Intervals(**found, confidence_level=r.confidence_level,
                      n_resamples=r.n_resamples, seed=r.seed, method=r.method,
-                     stream=r.stream)
+                     stream=r.stream, sums=r.sums)
 
 
 def _selective(model: _Model, w: np.ndarray, n_points: int | None) -> SelectiveResult | None:

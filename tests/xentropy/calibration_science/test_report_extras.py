@@ -249,7 +249,12 @@ def test_the_plain_report_is_unchanged() -> None:
     ({"bootstrap": {"seed": 1}}, "bootstrap", (), "not_applicable"),
     ({"risk_coverage": {"n_points": 1}}, "risk_coverage", ("n_points",), "out_of_range"),
     ({"risk_coverage": "yes"}, "risk_coverage", (), "type_error"),
-    ({"mode": "classwise", "return_state": True}, "mode", (), "not_mergeable"),
+    ({"mode": "classwise", "binning": "quantile", "return_state": True}, "mode", (),
+     "not_mergeable"),
+    ({"confidence_level": 0.9, "binning": "quantile", "return_state": True},
+     "confidence_level", (), "not_mergeable"),
+    ({"confidence_level": 0.9, "bootstrap": {"method": "multinomial"}, "return_state": True},
+     "bootstrap", ("method",), "not_mergeable"),
 ])
 def test_invalid_options_name_the_field(kwargs, field, position, kind) -> None:
     with pytest.raises(InputError) as err:
@@ -325,7 +330,9 @@ def test_risk_coverage_true_and_binary_through_the_api(client) -> None:
     ({"risk_coverage": {"n_points": 10_001}}, ["body", "risk_coverage", "n_points"],
      "out_of_range"),
     ({"risk_coverage": "true"}, ["body", "risk_coverage"], None),
-    ({"confidence_level": 0.9, "return_state": True}, ["body", "confidence_level"],
+    ({"confidence_level": 0.9, "bootstrap": {"method": "multinomial"}, "return_state": True},
+     ["body", "bootstrap", "method"], "not_mergeable"),
+    ({"mode": "classwise", "binning": "quantile", "return_state": True}, ["body", "mode"],
      "not_mergeable"),
 ])
 def test_invalid_options_are_422_at_the_field(client, extra, loc, kind) -> None:
