@@ -356,7 +356,9 @@ def calibration_report(
         (:func:`~xentropy.calibration.selective.risk_coverage` of the top-label
         confidence and correctness).
       return_state: also return ``state``, the batch's sufficient statistics
-        (:mod:`xentropy.states`), which merge with those of other batches.
+        (:mod:`xentropy.states`), which merge with those of other batches; it carries
+        ``mode``, ``ece_debiased`` and Poisson replicates over uniform bins (see
+        :mod:`xentropy.states.calibration` for what it does not carry).
 
     Returns:
       A :class:`CalibrationResult`. Definitions, with W_b the weight, acc_b the weighted mean

@@ -20,6 +20,27 @@ largest of the states merged with it counts as 0):
   the cells also hold Σw, Σw·|1[y = k] − p_k| and the smallest and largest p_k, for the
   approximate class-wise quantile bins. Sparse: only cells that hold a value are listed.
 
+Issue 13's additions, with uniform binning only (quantile bins from a state are
+approximate; ``return_state`` refuses the combination):
+
+* ``mode="classwise"``: the class cells also hold their count, Σw, Σw·p_k and the
+  unweighted count of y = k, so every class's uniform bins (and MCE, RMSCE, their
+  Clopper–Pearson intervals) are exact sums; ``per_class`` holds Σw·NLL and Σw·Brier of
+  each class's samples.
+* ``estimators``: ``ece_debiased`` is a function of the uniform bins' sums, exact. The
+  others re-bin (``ece_sweep``) or smooth (``smooth_ece``) the samples themselves: a
+  state does not carry them and a merged result has none (as ``selective``, whose tie
+  groups are the samples' own confidences).
+* ``confidence_level``: ``replicates`` holds, per Poisson replicate r, Σv, Σv·NLL,
+  Σv·Brier, Σv·correct and per uniform bin Σv, Σv·confidence, Σv·outcome (v = w·P_r),
+  and the unweighted count of outcomes 1 per bin. The replicates of two batches add
+  when their weights are independent, i.e. drawn from distinct streams
+  (``bootstrap.stream``, one per batch: the client numbers its batches; a merge of
+  states that share a stream is refused). The merged intervals are those of nll, brier,
+  accuracy, ece, mce, rmsce and ece_debiased; ``ace`` (quantile edges of each replicate's
+  whole sample) is not in a state. Multinomial replicates fix each batch's count, so
+  they do not merge (refused with ``return_state``).
+
 Temperature scaling needs the logits themselves (each Newton step sums over samples at
 a new T), so it is not part of a state: a result finalized from a state has no
 ``temperature``.
