@@ -452,13 +452,15 @@ def object_model(name: str, param: Param) -> type[BaseModel]:
     documented here and checked by the library, as for every option."""
     if name not in _OBJECT_MODELS:
         title = "".join(part.title() for part in name.split("_")) + "Options"
+        # RequestModel's rules (strict, unknown keys refused, and a flood of them refused
+        # as one error), a title of its own.
         _OBJECT_MODELS[name] = create_model(
             title,
-            __config__=ConfigDict(extra="forbid", strict=True, title=title,
-                                  use_enum_values=True, validate_default=True),
+            __base__=RequestModel,
             __doc__=param.doc,
             **option_fields(dict(param.fields)),
         )
+        _OBJECT_MODELS[name].model_config["title"] = title
     return _OBJECT_MODELS[name]
 
 
