@@ -739,7 +739,8 @@ def _classwise(
                       every_bin=True, hits=confidence_level is not None)
         per_class.append(ClassBins(
             class_index=k, ece=float(ece[k]), mce=float(mce[k]), rmsce=float(rmsce[k]),
-            bins=reliability_bins(row, _bin_intervals(row, confidence_level)),
+            bins=reliability_bins(row, _bin_intervals(
+                None if row.hits is None else row.hits[0], row.count[0], confidence_level)),
         ))
     return ClasswiseCalibration(
         classwise_ece=float(ece.mean()), per_class=tuple(per_class), n_bins=n_bins,
@@ -748,13 +749,14 @@ def _classwise(
 
 
 def _bin_intervals(
-    row: _BinSums, confidence_level: float | None
+    hits: np.ndarray | None, count: np.ndarray, confidence_level: float | None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The Clopper–Pearson interval of each bin's count of outcomes 1 (``nan`` if empty)."""
+    """The Clopper–Pearson interval of each bin's count ``hits`` of outcomes 1 among
+    ``count`` (``nan`` for an empty bin); ``None`` without a level."""
     if confidence_level is None:
         return None
     from xentropy.calibration.intervals import clopper_pearson  # builds on this module
 
-    assert row.hits is not None
-    ci = clopper_pearson(row.hits[0], row.count[0], confidence_level=confidence_level)
+    assert hits is not None
+    ci = clopper_pearson(hits, count, confidence_level=confidence_level)
     return ci.lower, ci.upper

@@ -479,7 +479,8 @@ def calibration_report(
         mce=float(_calibration_error(top, "max")[0]),
         rmsce=float(_calibration_error(top, "l2")[0]),
         ace=ace,
-        bins=reliability_bins(top, _bin_intervals(top, level)),
+        bins=reliability_bins(top, _bin_intervals(
+            None if top.hits is None else top.hits[0], top.count[0], level)),
         per_class=None if binary else _per_class(model, y, w, wn, n, binning, units,
                                                  classwise),
         temperature=temperature,

@@ -91,11 +91,10 @@ from xentropy import _compensated
 from xentropy._numerics import UNITS, to_units
 from xentropy._validation import InputError
 from xentropy.calibration.binning import BINNINGS, MAX_BINS, _BinSums, reliability_bins
-from xentropy.calibration.estimators import _debiased_squared
+from xentropy.calibration.estimators import _bin_intervals, _debiased_squared
 from xentropy.calibration.intervals import (
     INTERVAL_PARAMS,
     ReplicateSums,
-    clopper_pearson,
     percentile_interval,
 )
 from xentropy.calibration.metrics import _calibration_error, _Model
@@ -604,7 +603,7 @@ class CalibrationState(State):
         if self.replicates is not None:
             assert o.bootstrap is not None
             intervals = _intervals(self.replicates, o, self.weight_exponent)
-            bin_intervals = _clopper_pearson(self.replicates.hits, top.count[0], level)
+            bin_intervals = _bin_intervals(self.replicates.hits, top.count[0], level)
         estimates = None
         if "ece_debiased" in o.estimators:
             sq = float(_debiased_squared(top)[0])
@@ -1097,18 +1096,9 @@ def _classwise_result(
             entry, nll=float(nll[k]) if has[k] else None,
             brier=float(brier[k]) if has[k] else None, mce=float(mce[k]),
             rmsce=float(rmsce[k]),
-            bins=reliability_bins(row, _clopper_pearson(hits[k], sums.count[k], level)),
+            bins=reliability_bins(row, _bin_intervals(hits[k], sums.count[k], level)),
         ))
     return tuple(out)
-
-
-def _clopper_pearson(
-    hits: np.ndarray, count: np.ndarray, level: float | None
-) -> tuple[np.ndarray, np.ndarray] | None:
-    if level is None:
-        return None
-    ci = clopper_pearson(hits, count, confidence_level=level)
-    return ci.lower, ci.upper
 
 
 def _intervals(reps: Replicates, o: CalibrationOptions, exponent: int) -> Intervals:

@@ -353,3 +353,28 @@ def test_classwise_bins_count_in_the_element_limit(client) -> None:
     assert client.post(CAL, json={**wide, "mode": "classwise"}).status_code == 413
     assert client.post(CAL, json=wide).status_code == 200  # the sparse per-class ECE only
     assert client.post(CAL, json={**body, "mode": "classwise"}).status_code == 200
+
+
+def test_the_additions_memory_is_bounded_per_sample() -> None:
+    """bench/README's estimate, asserted: on top of the plain report, the bootstrap holds
+    about 15 float64 per sample and one block of 2**20 weights, class-wise bins one column
+    at a time (tracemalloc sees every NumPy buffer)."""
+    import tracemalloc
+
+    n, c = 200_000, 5
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(n, c))
+    y = rng.integers(0, c, n)
+
+    def peak(**options) -> int:
+        tracemalloc.start()
+        try:
+            calibration_report(logits=z, labels=y, **options)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    plain = peak()
+    extras = peak(mode="classwise", confidence_level=0.9, estimators=["ece_debiased"],
+                  bootstrap={"n_resamples": 8}, risk_coverage=True)
+    assert extras <= plain + 200 * n + 48 * 2**20, (plain, extras)
