@@ -3,8 +3,10 @@
 The pure-NumPy core of ``POST /v1/calibration`` (and of the reliability diagram), in the style
 of scikit-learn's metrics: data first, keyword-only options, float64 throughout. Modules:
 ``binning`` (edges, bin assignment, sums per bin), ``metrics`` (ECE/MCE/RMSCE from the bin
-sums, per-sample NLL and Brier), ``temperature`` (temperature scaling) and ``report`` (the
-result classes and :func:`calibration_report`). No Python loop over samples, bins or classes
+sums, per-sample NLL and Brier), ``temperature`` (temperature scaling), ``estimators``
+(debiased, sweep and smooth ECE; class-wise), ``intervals`` (bootstrap, Clopper–Pearson),
+``selective`` (risk–coverage), ``per_class`` (per-class NLL and Brier) and ``report`` (the
+result classes and :func:`calibration_report`, which dispatches to them). No Python loop over samples, bins or classes
 (loops only build the result objects); time and memory are O(N·C + n_bins).
 
 Conventions (the HTTP contract, "Precise semantics > Calibration"):
@@ -40,6 +42,8 @@ from xentropy.calibration.report import (
     CalibrationBin,
     CalibrationResult,
     ClassCalibration,
+    Estimates,
+    Intervals,
     TemperatureFit,
     calibration_report,
 )
@@ -60,6 +64,8 @@ __all__ = [
     "CalibrationBin",
     "CalibrationResult",
     "ClassCalibration",
+    "Estimates",
+    "Intervals",
     "TemperatureFit",
     "calibration_report",
     "fit_temperature",
