@@ -287,7 +287,8 @@ class CalibrationStateOptions(BaseModel):
         description='`"classwise"` when the state holds the class-wise bins and per-class '
         "NLL and Brier sums (uniform binning only); absent: top-label." + _NULL,
     )
-    estimators: list[Literal["ece_debiased"]] | None = Field(
+    estimators: Annotated[list[Literal["ece_debiased"]],
+                          Field(min_length=1, max_length=1)] | None = Field(
         None,
         description="The estimators the state gives exactly (from its uniform bins): "
         "`ece_debiased`. `ece_sweep` and `smooth_ece` re-bin or smooth the samples "
