@@ -8,7 +8,7 @@ layer turns it into a 422 whose ``loc`` is ``["body", field, *position]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +32,17 @@ class InputError(Exception):
     """
 
     def __init__(
-        self, field: str, message: str, *, position: Sequence[int] = (), kind: str = "value_error"
+        self,
+        field: str,
+        message: str,
+        *,
+        position: Sequence[int | str] = (),
+        kind: str = "value_error",
     ) -> None:
         super().__init__(message)
         self.field = field
-        self.position = tuple(int(i) for i in position)
+        # A name inside an object option (``bootstrap.seed``) is kept as a string.
+        self.position = tuple(i if isinstance(i, str) else int(i) for i in position)
         self.message = message
         self.kind = kind
 
@@ -291,14 +297,23 @@ class Param:
     broken rule has one error kind wherever it is checked.
 
     Attributes:
-      kind: ``"number"``, ``"integer"``, ``"boolean"``, ``"choice"`` or ``"array"`` (an
-        array option: ``low``/``high`` bound its elements; shapes are checked by the kernels).
+      kind: ``"number"``, ``"integer"``, ``"boolean"``, ``"choice"``, ``"choices"`` (a list
+        of distinct ``choices``), ``"object"`` (a mapping of the sub-options ``fields``;
+        with ``flag``, ``true`` stands for all their defaults and ``false`` for off) or
+        ``"array"`` (an array option: ``low``/``high`` bound its elements; shapes are
+        checked by the kernels).
       default: the value when the option is not given (``None``: off).
       doc: what the option means (the schema's description).
       low, high, low_open, high_open: the interval of allowed numbers.
       choices: the allowed strings of a ``"choice"``.
       ranks: an array option's allowed ranks (0: one number for every class or column).
       element: an array option's element type, ``"float"`` or ``"mask"`` (0/1 or bool).
+      fields: an object option's rows, ``(name, Param)`` pairs.
+      flag: an object option that may also be ``true`` or ``false``.
+
+    >>> Param("object", None, "", fields=(("k", Param("integer", 2, "", low=1)),)).check(
+    ...     {}, "opt")
+    {'k': 2}
     """
 
     kind: str
@@ -311,6 +326,8 @@ class Param:
     choices: tuple[str, ...] = ()
     ranks: tuple[int, ...] = (1,)
     element: str = "float"
+    fields: tuple[tuple[str, Param], ...] = ()
+    flag: bool = False
 
     def check(self, value: Any, field: str) -> Any:
         """``value`` if it obeys this row, else an :class:`InputError` naming ``field``."""
@@ -318,6 +335,10 @@ class Param:
             return None
         if self.kind == "choice":
             return check_choice(value, field, self.choices)
+        if self.kind == "choices":
+            return self._check_choices(value, field)
+        if self.kind == "object":
+            return self._check_object(value, field)
         if self.kind == "boolean":
             if not isinstance(value, bool | np.bool_):
                 raise InputError(field, f"expected a boolean, got {value!r}", kind="type_error")
@@ -343,6 +364,44 @@ class Param:
                 high_open=self.high_open,
             )
         return value  # "array": its shape depends on the data; the kernels check it
+
+    def _check_choices(self, value: Any, field: str) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise InputError(field, f"expected a list of strings, got {value!r}",
+                             kind="type_error")
+        for i, item in enumerate(value):
+            try:
+                check_choice(item, field, self.choices)
+            except InputError as err:
+                raise InputError(field, err.message, position=(i,), kind="enum") from None
+            if item in value[:i]:
+                raise InputError(field, f"expected each name once, got {item!r} twice",
+                                 position=(i,), kind="duplicate")
+        return tuple(value)
+
+    def _check_object(self, value: Any, field: str) -> dict[str, Any] | None:
+        """The sub-options with their defaults filled in; ``None`` for off (``false``)."""
+        if self.flag and isinstance(value, bool | np.bool_):
+            value = {} if value else None
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            what = "an object or a boolean" if self.flag else "an object"
+            raise InputError(field, f"expected {what}, got {value!r}", kind="type_error")
+        rows = dict(self.fields)
+        for key in value:
+            if key not in rows:
+                raise InputError(field, f"unknown field {key!r}: expected some of "
+                                 f"{', '.join(rows)}", position=(str(key),),
+                                 kind="extra_forbidden")
+        out = {}
+        for key, row in rows.items():
+            try:
+                out[key] = row.check(value.get(key, row.default), key)
+            except InputError as err:
+                raise InputError(field, err.message, position=(key, *err.position),
+                                 kind=err.kind) from None
+        return out
 
     def interval(self) -> str:
         """The allowed interval as text, e.g. ``[0, 1)``."""

@@ -131,23 +131,41 @@ def _branches(prop: dict) -> list[dict]:
     return out
 
 
+def _check_option(prop: dict, name: str, param) -> None:
+    assert prop["description"] == param.doc, name
+    if param.kind == "choice":
+        (enum,) = _branches(prop)
+        assert tuple(enum["enum"]) == param.choices, name
+    if param.kind == "choices":
+        (array,) = _branches(prop)
+        items = SPEC["components"]["schemas"][array["items"]["$ref"].rsplit("/", 1)[1]]
+        assert tuple(items["enum"]) == param.choices, name
+        assert prop["default"] == list(param.default), name
+        return
+    if param.kind == "object":
+        # The sub-options are a component generated from the row's own table.
+        (sub,) = [b for b in _branches(prop) if b.get("type") != "boolean"]
+        assert set(sub["properties"]) == {key for key, _ in param.fields}, name
+        assert sub["additionalProperties"] is False, name
+        for key, row in param.fields:
+            _check_option(sub["properties"][key], f"{name}.{key}", row)
+        if param.flag:
+            assert {"type": "boolean"} in prop["anyOf"], name
+    if param.kind in ("number", "integer"):
+        (branch,) = _branches(prop)
+        for side, open_ in (("low", param.low_open), ("high", param.high_open)):
+            bound = getattr(param, side)
+            if bound is not None:
+                assert branch[_BOUNDS[side, open_]] == bound, (name, side)
+    if param.default is not None:
+        assert prop["default"] == param.default, name
+
+
 @pytest.mark.parametrize("path", list(TABLES))
 def test_every_option_is_in_the_schema_as_the_table_declares_it(path):
     props = SPEC["components"]["schemas"][REQUESTS[path]]["properties"]
     for name, param in TABLES[path].items():
-        prop = props[name]
-        assert prop["description"] == param.doc, name
-        if param.kind == "choice":
-            (enum,) = _branches(prop)
-            assert tuple(enum["enum"]) == param.choices, name
-        if param.kind in ("number", "integer"):
-            (branch,) = _branches(prop)
-            for side, open_ in (("low", param.low_open), ("high", param.high_open)):
-                bound = getattr(param, side)
-                if bound is not None:
-                    assert branch[_BOUNDS[side, open_]] == bound, (name, side)
-        if param.default is not None:
-            assert prop["default"] == param.default, name
+        _check_option(props[name], name, param)
 
 
 @pytest.mark.parametrize(("body", "call", "field"), [

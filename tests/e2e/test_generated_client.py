@@ -306,3 +306,40 @@ def test_missing_api_key_is_a_parsed_401(xc: ModuleType, keyed_server: Server) -
     assert response.headers["www-authenticate"].startswith("Bearer")
     _, check = health(m)
     check(load("api.service.service_healthz").sync(client=anonymous))  # health stays open
+
+
+def test_calibration_extras_round_trip(xc: ModuleType, server: Server) -> None:
+    """Issue 13's request fields (an enum list, nested option objects, true-or-object)
+    are typed models of the generated client, and every new response field parses into
+    one and back to the JSON the service sent."""
+    import httpx
+
+    m = load("models")
+    probs = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.6, 0.3, 0.1]]
+    body = m.CalibrationRequest(
+        probabilities=probs, labels=[0, 1, 2, 1], n_bins=2,
+        mode=m.CalibrationMode.CLASSWISE,
+        estimators=[m.Estimator.ECE_DEBIASED, m.Estimator.SMOOTH_ECE],
+        confidence_level=0.9,
+        bootstrap=m.BootstrapOptions(n_resamples=50, seed=3,
+                                     method=m.BootstrapMethod.POISSON),
+        risk_coverage=m.RiskCoverageOptions(n_points=3),
+    )
+    client = xc.Client(base_url=server.url, timeout=30.0)
+    out = load("api.calibration.calibration_report").sync(client=client, body=body)
+    assert isinstance(out, m.CalibrationResponse)
+    raw = httpx.post(server.url + "/v1/calibration", json=body.to_dict(), timeout=30).json()
+    assert out.to_dict() == raw
+    assert out.classwise_ece == pytest.approx(np.mean([c.ece for c in out.per_class]),
+                                              abs=1e-15)
+    assert isinstance(out.estimates, m.EstimatesOut) and out.estimates.smooth_ece > 0
+    assert isinstance(out.intervals, m.IntervalsOut)
+    lo, hi = out.intervals.ece
+    assert lo <= hi
+    assert isinstance(out.selective, m.SelectiveOut) and len(out.selective.curve) <= 3
+    first = out.per_class[0]
+    assert first.nll > 0 and len(first.bins) == 2 and len(first.bins[0].accuracy_interval) == 2
+    plain = load("api.calibration.calibration_report").sync(
+        client=client, body=m.CalibrationRequest(probabilities=probs, labels=[0, 1, 2, 1],
+                                                 risk_coverage=True))
+    assert plain.selective.optimal_aurc == pytest.approx(0.25 + 0.75 * math.log(0.75))

@@ -3,9 +3,13 @@
 The pure-NumPy core of ``POST /v1/calibration`` (and of the reliability diagram), in the style
 of scikit-learn's metrics: data first, keyword-only options, float64 throughout. Modules:
 ``binning`` (edges, bin assignment, sums per bin), ``metrics`` (ECE/MCE/RMSCE from the bin
-sums, per-sample NLL and Brier), ``temperature`` (temperature scaling) and ``report`` (the
-result classes and :func:`calibration_report`). No Python loop over samples, bins or classes
-(loops only build the result objects); time and memory are O(N·C + n_bins).
+sums, per-sample NLL and Brier), ``temperature`` (temperature scaling), ``estimators``
+(debiased, sweep and smooth ECE; class-wise), ``intervals`` (bootstrap, Clopper–Pearson),
+``selective`` (risk–coverage), ``per_class`` (per-class NLL and Brier) and ``report`` (the
+result classes and :func:`calibration_report`, which dispatches to them). No Python loop
+over samples or bins (loops build the result objects; ``mode="classwise"`` bins each
+class's column in turn, its answer being C × n_bins bins); time and memory are
+O(N·C + n_bins) (classwise: O(N·C + C·n_bins)).
 
 Conventions (the HTTP contract, "Precise semantics > Calibration"):
 
@@ -46,6 +50,8 @@ from xentropy.calibration.report import (
     CalibrationBin,
     CalibrationResult,
     ClassCalibration,
+    Estimates,
+    Intervals,
     TemperatureFit,
     calibration_report,
 )
@@ -68,6 +74,8 @@ __all__ = [
     "CalibrationResult",
     "ClassCalibration",
     "DiagramOverlays",
+    "Estimates",
+    "Intervals",
     "TemperatureFit",
     "calibration_report",
     "diagram_overlays",

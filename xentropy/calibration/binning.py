@@ -173,6 +173,8 @@ class _BinSums:
     sum_outcome: np.ndarray
     shift: int = 0
     edges: np.ndarray | None = None
+    #: The unweighted count of outcome 1 per slot (for Clopper–Pearson), when asked for.
+    hits: np.ndarray | None = None
 
     def weight_unscaled(self) -> np.ndarray:
         """The weights per slot as sent (shape (K, S))."""
@@ -187,8 +189,10 @@ def _binned(
     binning: str,
     *,
     every_bin: bool,
+    hits: bool = False,
 ) -> _BinSums:
-    """Bin each row of ``values`` and sum count, w, w·value and w·outcome per bin.
+    """Bin each row of ``values`` and sum count, w, w·value and w·outcome per bin (and,
+    with ``hits``, the unweighted count of outcomes 1).
 
     Args:
       values, outcomes: shape (K, N): the binned values, in [0, 1], and their observed
@@ -248,6 +252,7 @@ def _binned(
         sum_outcome=total(ws * outcomes),
         shift=shift,
         edges=edges,
+        hits=total(outcomes) if hits else None,
     )
 
 
@@ -262,6 +267,9 @@ class CalibrationBin:
       mean_confidence: weighted mean binned value; ``None`` when ``weight`` is 0.
       accuracy: weighted mean outcome (correctness, or frequency of label 1 for binary
         input); ``None`` when ``weight`` is 0.
+      accuracy_interval: with a ``confidence_level``, the Clopper–Pearson interval of the
+        bin's unweighted count of outcomes 1 among ``count``; ``None`` otherwise or when
+        the bin is empty.
     """
 
     lower: float
@@ -270,10 +278,15 @@ class CalibrationBin:
     weight: float
     mean_confidence: float | None
     accuracy: float | None
+    accuracy_interval: tuple[float, float] | None = None
 
 
-def reliability_bins(top: _BinSums) -> tuple[CalibrationBin, ...]:
-    """The reported bins of one row of sums (``every_bin``): None statistics where W_b = 0."""
+def reliability_bins(
+    top: _BinSums, intervals: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[CalibrationBin, ...]:
+    """The reported bins of one row of sums (``every_bin``): None statistics where W_b = 0.
+    ``intervals``: the (lower, upper) bounds of each bin's ``accuracy_interval`` (``nan``
+    for none)."""
     assert top.edges is not None  # every_bin
     weight = top.weight[0]
     nonempty = weight > 0
@@ -293,6 +306,8 @@ def reliability_bins(top: _BinSums) -> tuple[CalibrationBin, ...]:
             weight=float(unscaled[b]),
             mean_confidence=float(conf[b]) if nonempty[b] else None,
             accuracy=float(acc[b]) if nonempty[b] else None,
+            accuracy_interval=None if intervals is None or not np.isfinite(intervals[0][b])
+            else (float(intervals[0][b]), float(intervals[1][b])),
         )
         for b in range(weight.shape[0])
     )

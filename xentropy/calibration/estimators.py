@@ -707,27 +707,56 @@ def classwise_calibration(
     n_samples, n_classes = probs.shape
     y = check_labels(labels, n_samples, n_classes)
     w = _check_sample_weights(sample_weights, n_samples)
-    n = _check_bins(n_bins, binning)
+    return _classwise(probs, y, w, _check_bins(n_bins, binning), binning)
+
+
+def _class_sums(probs: np.ndarray, y: np.ndarray, w: np.ndarray, n_bins: int,
+                binning: str) -> _BinSums:
+    """Every class column p_k (N, C) binned against 1[y = k] at once: shape (C, S), only
+    the non-empty bins stored (O(N·C) memory whatever n_bins)."""
     columns = np.ascontiguousarray(probs.T)
-    indicator = (np.arange(n_classes)[:, None] == y).astype(np.float64)
-    sums = _binned(columns, indicator, w, n, binning, every_bin=False)
+    indicator = (np.arange(probs.shape[1])[:, None] == y).astype(np.float64)
+    return _binned(columns, indicator, w, n_bins, binning, every_bin=False)
+
+
+def _classwise(
+    probs: np.ndarray, y: np.ndarray, w: np.ndarray, n_bins: int, binning: str,
+    *, confidence_level: float | None = None,
+) -> ClasswiseCalibration:
+    """:func:`classwise_calibration` of checked arrays; with ``confidence_level`` every
+    bin also gets its Clopper–Pearson ``accuracy_interval``."""
+    sums = _class_sums(probs, y, w, n_bins, binning)
     ece = _calibration_error(sums, "l1")
     mce = _calibration_error(sums, "max")
     rmsce = _calibration_error(sums, "l2")
-    per_class = tuple(
-        ClassBins(
-            class_index=k,
-            ece=float(ece[k]),
-            mce=float(mce[k]),
-            rmsce=float(rmsce[k]),
-            # The reported bins need each column's own edges: one binning per class
-            # (the output itself is C × n_bins bins).
-            bins=reliability_bins(
-                _binned(columns[k:k + 1], indicator[k:k + 1], w, n, binning, every_bin=True)
-            ),
-        )
-        for k in range(n_classes)
-    )
+    del sums
+    n_classes = probs.shape[1]
+    per_class = []
+    for k in range(n_classes):  # one binning per class (the output is C × n_bins bins)
+        # The reported bins need each column's own edges.
+        column = np.ascontiguousarray(probs[:, k])[None, :]
+        row = _binned(column, (y == k).astype(np.float64)[None, :], w, n_bins, binning,
+                      every_bin=True, hits=confidence_level is not None)
+        per_class.append(ClassBins(
+            class_index=k, ece=float(ece[k]), mce=float(mce[k]), rmsce=float(rmsce[k]),
+            bins=reliability_bins(row, _bin_intervals(
+                None if row.hits is None else row.hits[0], row.count[0], confidence_level)),
+        ))
     return ClasswiseCalibration(
-        classwise_ece=float(ece.mean()), per_class=per_class, n_bins=n, binning=binning
+        classwise_ece=float(ece.mean()), per_class=tuple(per_class), n_bins=n_bins,
+        binning=binning,
     )
+
+
+def _bin_intervals(
+    hits: np.ndarray | None, count: np.ndarray, confidence_level: float | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The Clopper–Pearson interval of each bin's count ``hits`` of outcomes 1 among
+    ``count`` (``nan`` for an empty bin); ``None`` without a level."""
+    if confidence_level is None:
+        return None
+    from xentropy.calibration.intervals import clopper_pearson  # builds on this module
+
+    assert hits is not None
+    ci = clopper_pearson(hits, count, confidence_level=confidence_level)
+    return ci.lower, ci.upper

@@ -695,6 +695,7 @@ class BootstrapIntervals:
       confidence_level, n_resamples, seed, method, stream: the options used.
       replicates: metric -> the R replicate values (``nan`` for replicates of total
         weight 0), for callers that need more than the interval.
+      sums: with ``keep_sums``, the replicates' :class:`ReplicateSums` (mergeable).
     """
 
     intervals: dict[str, tuple[float, float] | None]
@@ -704,6 +705,7 @@ class BootstrapIntervals:
     method: str
     stream: int
     replicates: dict[str, np.ndarray] = field(repr=False)
+    sums: ReplicateSums | None = field(default=None, repr=False)
 
 
 def percentile_interval(
@@ -741,6 +743,8 @@ def bootstrap_intervals(
     seed: int = 0,
     method: str = "poisson",
     stream: int = 0,
+    sweep_max_n_bins: int | None = None,
+    keep_sums: bool = False,
 ) -> BootstrapIntervals:
     """Percentile bootstrap intervals of every scalar calibration statistic (Efron &
     Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13).
@@ -758,6 +762,10 @@ def bootstrap_intervals(
       estimators: any of ``"ece_debiased"``, ``"ece_sweep"``, ``"smooth_ece"``.
       confidence_level: in (0, 1).
       n_resamples: R in [1, 10 000]; seed, method, stream: see :func:`bootstrap_weights`.
+      sweep_max_n_bins: ``ece_sweep``'s largest bin count (default N), as for
+        :func:`~xentropy.calibration.estimators.ece_sweep`.
+      keep_sums: also return the replicates as :class:`ReplicateSums` (those of
+        :func:`replicate_sums`, from the same weights); uniform bins and Poisson only.
 
     Returns:
       :class:`BootstrapIntervals`. Replicate r weighs sample i by w_i·P_ri
@@ -793,9 +801,13 @@ def bootstrap_intervals(
             options = ", ".join(repr(e) for e in ESTIMATORS)
             raise InputError("estimators", f"expected one of {options}, got {name!r}",
                              position=(i,), kind="enum")
+    if keep_sums and (binning != "uniform" or m != "poisson"):
+        raise InputError("keep_sums", "expected uniform bins and Poisson weights: only "
+                         "those replicate sums merge", kind="not_mergeable")
     binnings = tuple(dict.fromkeys((binning, "quantile")))
     prep = _prepare(c, o, w, extra, n, binnings)
     pieces: dict[str, list[np.ndarray]] = {}
+    kept: list[ReplicateSums] = []
     for first, count in _blocks(c.shape[0], r):
         weights = _weights_block(c.shape[0], first, count, seed=s, stream=st, method=m)
         totals, bins, per_binning = _replicate_block(prep, weights, binning, n)
@@ -804,6 +816,8 @@ def bootstrap_intervals(
             brier=totals[:, 2], correct=totals[:, 3], bin_weight=bins[:, :, 0],
             bin_confidence=bins[:, :, 1], bin_outcome=bins[:, :, 2], seed=s, method=m,
         )
+        if keep_sums:
+            kept.append(sums)
         block = sums.metrics()
         q = per_binning["quantile"]
         with np.errstate(invalid="ignore", divide="ignore"):  # replicates of weight 0
@@ -815,7 +829,7 @@ def bootstrap_intervals(
         block["ace"] = np.where(totals[:, 0] > 0, ace, np.nan)
         v = weights * prep.w
         if "ece_sweep" in wanted:
-            block["ece_sweep"] = _sweep_replicates(prep, v)
+            block["ece_sweep"] = _sweep_replicates(prep, v, sweep_max_n_bins)
         if "smooth_ece" in wanted:
             block["smooth_ece"] = _smooth_replicates(prep, v)
         for key, values in block.items():
@@ -833,17 +847,31 @@ def bootstrap_intervals(
         intervals={k: percentile_interval(v, confidence_level=level)
                    for k, v in replicates.items()},
         confidence_level=level, n_resamples=r, seed=s, method=m, stream=st,
-        replicates=replicates,
+        replicates=replicates, sums=_stacked(kept, st) if keep_sums else None,
     )
 
 
-def _sweep_replicates(prep: _Prepared, v: np.ndarray) -> np.ndarray:
-    """ece_sweep of every replicate (rows of v, (K, N), in sorted order)."""
+def _stacked(blocks: Sequence[ReplicateSums], stream: int) -> ReplicateSums:
+    """The blocks of replicates as one :class:`ReplicateSums` (replicates in order)."""
+    first = blocks[0]
+    return ReplicateSums(
+        edges=first.edges,
+        **{name: np.concatenate([getattr(b, name) for b in blocks])
+           for name in ("weight", "nll", "brier", "correct", "bin_weight", "bin_confidence",
+                        "bin_outcome")},
+        seed=first.seed, method=first.method, streams=(stream,),
+    )
+
+
+def _sweep_replicates(prep: _Prepared, v: np.ndarray, cap: int | None) -> np.ndarray:
+    """ece_sweep of every replicate (rows of v, (K, N), in sorted order), trying at most
+    ``cap`` bins (default N)."""
     out = np.full(v.shape[0], np.nan)
     ok = np.flatnonzero(v.sum(axis=1) > 0)
+    n_samples = prep.c.shape[0]
     if ok.shape[0]:
         runs = _sorted_runs(prep.c, prep.o, v[ok], presorted=True)
-        counts = _sweep_counts(runs, prep.c.shape[0])
+        counts = _sweep_counts(runs, n_samples if cap is None else min(cap, n_samples))
         out[ok] = _sweep_ece_rows(runs, counts)
     return out
 

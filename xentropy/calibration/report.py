@@ -6,8 +6,9 @@ The field names and their order in the result classes are those of the HTTP resp
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -30,6 +31,22 @@ from xentropy.calibration.binning import (
     _BinSums,
     reliability_bins,
 )
+from xentropy.calibration.estimators import (
+    ClasswiseCalibration,
+    SmoothCurve,
+    _bin_intervals,
+    _class_sums,
+    _classwise,
+    ece_debiased,
+    ece_sweep,
+    smooth_ece,
+)
+from xentropy.calibration.intervals import (
+    ESTIMATORS,
+    INTERVAL_PARAMS,
+    ReplicateSums,
+    bootstrap_intervals,
+)
 from xentropy.calibration.metrics import (
     _calibration_error,
     _check_sample_weights,
@@ -38,10 +55,18 @@ from xentropy.calibration.metrics import (
     _mean,
     _Model,
 )
+from xentropy.calibration.per_class import per_class_scores
+from xentropy.calibration.selective import SELECTIVE_PARAMS, SelectiveResult, risk_coverage
 from xentropy.calibration.temperature import _centred_logits, _solve_temperature
 
 if TYPE_CHECKING:
     from xentropy.states.calibration import CalibrationState
+
+#: The calibration modes.
+MODES = ("top_label", "classwise")
+#: The largest bin count ``ece_sweep`` tries in a report (its cost grows as the square of
+#: the count reached, and outcomes sorted by confidence reach every count).
+SWEEP_MAX_BINS = 1000
 
 #: The options of :func:`calibration_report` (``/v1/calibration``).
 CALIBRATION_PARAMS: dict[str, Param] = {
@@ -54,6 +79,55 @@ CALIBRATION_PARAMS: dict[str, Param] = {
     "epsilon": Param(
         "number", FLOAT64_EPS, "With `probabilities`: the NLL clips them to [ε, 1 − ε].",
         low=0.0, high=0.5, low_open=True, high_open=True,
+    ),
+    "mode": Param(
+        "choice", "top_label",
+        '`"top_label"`: bins of the top-label confidence; `"classwise"` (Kull et al. 2019 '
+        '"class-wise", Kumar et al. 2019 "marginal"): also every class\'s column p_k binned '
+        "against 1[y = k], with its bins, MCE and RMSCE under `per_class`, its NLL and "
+        "Brier score, and `classwise_ece` = (1/C) Σ_k ECE_k. N×C input only.",
+        choices=MODES,
+    ),
+    "estimators": Param(
+        "choices", (),
+        "Estimators of the calibration error beyond the plug-in ECE, each adding a number "
+        "under `estimates` (computed on the top-label confidence; binary input: p): "
+        '`"ece_debiased"` (Kumar, Liang & Ma 2019, "Verified uncertainty calibration"): '
+        "sqrt(max(Σ_b (n_b/N)[(conf_b − acc_b)² − acc_b(1 − acc_b)/(n_b − 1)], 0)) over the "
+        "request's bins with n_b ≥ 2 (`calibration.get_calibration_error(..., p=2, "
+        'debias=True)`); `"ece_sweep"` (Roelofs et al. 2022, "Mitigating bias in '
+        'calibration error estimation"): the ECE over b equal-mass bins, b the largest '
+        f"count (at most {SWEEP_MAX_BINS}) such that every count up to b keeps the bin "
+        'accuracies non-decreasing; `"smooth_ece"` (Błasiok & Nakkiran 2023, "Smooth '
+        'ECE"): Σ_t |r̂(t)| δ(t) / Σ_t δ(t), r̂ and δ the kernel-smoothed residual c − y and '
+        "density (reflected Gaussian kernel), at relplot's fixed-point bandwidth σ ≥ "
+        "smECE_σ (`relplot.smECE`).",
+        choices=ESTIMATORS,
+    ),
+    "confidence_level": Param(
+        "number", None,
+        "Adds `intervals`: percentile bootstrap intervals (Efron & Tibshirani 1993) of nll, "
+        "brier, accuracy, ece, mce, rmsce, ace and every estimator, at this level in (0, 1), "
+        "and to every bin its `accuracy_interval`: the Clopper–Pearson interval (Clopper & "
+        "Pearson 1934) of its unweighted count of correct predictions (binary: positives).",
+        low=0.0, high=1.0, low_open=True, high_open=True,
+    ),
+    "bootstrap": Param(
+        "object", None,
+        "The resampling of `confidence_level` (defaults: 1000 Poisson resamples, seed 0, "
+        "stream 0): deterministic for a (seed, stream). The bins' edges are those of the "
+        "whole sample; `ece_sweep` and `smooth_ece` rerun their bin-count and bandwidth "
+        "search on every replicate.",
+        fields=tuple((name, INTERVAL_PARAMS[name])
+                     for name in ("n_resamples", "seed", "method", "stream")),
+    ),
+    "risk_coverage": Param(
+        "object", False,
+        "`true` or `{\"n_points\": K}`: adds `selective`, the risk–coverage curve of "
+        "selective prediction (Geifman & El-Yaniv 2017) with AURC, E-AURC and the optimal "
+        "AURC r + (1 − r) ln(1 − r) (Geifman et al. 2019), samples ranked by top-label "
+        "confidence, ties entering together.",
+        fields=(("n_points", SELECTIVE_PARAMS["n_points"]),), flag=True,
     ),
     "return_state": Param(
         "boolean", False,
@@ -76,6 +150,11 @@ class ClassCalibration:
       recall: (weighted) share of the samples labelled k that are predicted as k; ``None``
         when no sample (of positive weight) is labelled k.
       ece: class-wise ECE of p_k against the indicator ``label == k``, same binning scheme.
+      nll, brier: with ``mode="classwise"``, the (weighted) mean NLL (in ``units``) and
+        Brier score of the samples labelled k (``None`` when they weigh 0), so that
+        Σ_k W_k·nll_k / W = nll; else ``None``.
+      mce, rmsce, bins: with ``mode="classwise"``, the MCE, RMSCE and every bin of p_k
+        against ``label == k``; else ``None``.
     """
 
     class_index: int
@@ -84,6 +163,11 @@ class ClassCalibration:
     mean_probability: float
     recall: float | None
     ece: float
+    nll: float | None = None
+    brier: float | None = None
+    mce: float | None = None
+    rmsce: float | None = None
+    bins: tuple[CalibrationBin, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +188,56 @@ class TemperatureFit:
     ece_before: float
     ece_after: float
     note: str | None
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """The requested estimators (``None`` when not asked for).
+
+    Attributes:
+      ece_debiased, ece_sweep, smooth_ece: see :mod:`xentropy.calibration.estimators`.
+      sweep_n_bins: the bin count ``ece_sweep`` chose (not in the HTTP response).
+      smooth_curve, smooth_bandwidth: the smoothed reliability curve and its bandwidth,
+        for the diagram (not in the HTTP response).
+    """
+
+    ece_debiased: float | None = None
+    ece_sweep: float | None = None
+    smooth_ece: float | None = None
+    sweep_n_bins: int | None = field(default=None, repr=False)
+    smooth_curve: SmoothCurve | None = field(default=None, repr=False)
+    smooth_bandwidth: float | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """Percentile bootstrap intervals ``(lower, upper)`` of the scalar statistics; a
+    statistic without one (not asked for, or no replicate of positive weight) is ``None``.
+
+    Attributes:
+      nll (in ``units``), brier, accuracy, ece, mce, rmsce, ace, ece_debiased, ece_sweep,
+      smooth_ece: the intervals.
+      confidence_level, n_resamples, seed, method, stream: the resampling (not in the HTTP
+        response, which echoes none of the options).
+      sums: with ``return_state``, the Poisson replicate sums the state carries.
+    """
+
+    nll: tuple[float, float] | None = None
+    brier: tuple[float, float] | None = None
+    accuracy: tuple[float, float] | None = None
+    ece: tuple[float, float] | None = None
+    mce: tuple[float, float] | None = None
+    rmsce: tuple[float, float] | None = None
+    ace: tuple[float, float] | None = None
+    ece_debiased: tuple[float, float] | None = None
+    ece_sweep: tuple[float, float] | None = None
+    smooth_ece: tuple[float, float] | None = None
+    confidence_level: float = field(default=0.95, repr=False)
+    n_resamples: int = field(default=1000, repr=False)
+    seed: int = field(default=0, repr=False)
+    method: str = field(default="poisson", repr=False)
+    stream: int = field(default=0, repr=False)
+    sums: ReplicateSums | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -141,6 +275,12 @@ class CalibrationResult:
       temperature: the :class:`TemperatureFit` when asked for, else ``None`` (always
         ``None`` for a result finalized from a state).
       units, binning, n_bins: the options used.
+      classwise_ece: with ``mode="classwise"``, the mean over classes of
+        ``per_class[k].ece``; else ``None``.
+      estimates: with ``estimators``, an :class:`Estimates`; else ``None``.
+      intervals: with ``confidence_level``, the :class:`Intervals`; else ``None``.
+      selective: with ``risk_coverage``, a
+        :class:`~xentropy.calibration.selective.SelectiveResult`; else ``None``.
       approximate: ``None`` for a result computed from the samples; for a result
         finalized from a state, the statistics it gives approximately (quantile bins and
         ACE), each with a bound on its error.
@@ -164,6 +304,10 @@ class CalibrationResult:
     units: str
     binning: str
     n_bins: int
+    classwise_ece: float | None = None
+    estimates: Estimates | None = None
+    intervals: Intervals | None = None
+    selective: SelectiveResult | None = None
     approximate: tuple[Approximation, ...] | None = None
     state: CalibrationState | None = field(default=None, repr=False)
 
@@ -179,6 +323,11 @@ def calibration_report(
     fit_temperature: bool = False,
     units: str = "nats",
     epsilon: float = FLOAT64_EPS,
+    mode: str = "top_label",
+    estimators: Sequence[str] = (),
+    confidence_level: float | None = None,
+    bootstrap: Mapping[str, Any] | None = None,
+    risk_coverage: bool | Mapping[str, Any] = False,
     return_state: bool = False,
 ) -> CalibrationResult:
     """Calibration statistics of probabilistic predictions against integer labels.
@@ -194,8 +343,22 @@ def calibration_report(
       fit_temperature: also fit temperature scaling (logits only).
       units: ``"nats"`` (default) or ``"bits"``, for the NLL values.
       epsilon: with probabilities, the NLL clips them to [ε, 1 − ε]; in (0, 0.5).
+      mode: ``"top_label"`` (default) or ``"classwise"`` (N×C input): adds
+        ``classwise_ece`` and, per class, bins, MCE, RMSCE, NLL and Brier score.
+      estimators: any of ``"ece_debiased"``, ``"ece_sweep"``, ``"smooth_ece"``
+        (:mod:`xentropy.calibration.estimators`), each once: adds ``estimates``.
+      confidence_level: in (0, 1): adds ``intervals`` (bootstrap) and every bin's
+        Clopper–Pearson ``accuracy_interval``.
+      bootstrap: with ``confidence_level``, ``{"n_resamples": 1000, "seed": 0,
+        "method": "poisson", "stream": 0}`` or any part of it
+        (:func:`~xentropy.calibration.intervals.bootstrap_intervals`).
+      risk_coverage: ``True`` or ``{"n_points": K}``: adds ``selective``
+        (:func:`~xentropy.calibration.selective.risk_coverage` of the top-label
+        confidence and correctness).
       return_state: also return ``state``, the batch's sufficient statistics
-        (:mod:`xentropy.states`), which merge with those of other batches.
+        (:mod:`xentropy.states`), which merge with those of other batches; it carries
+        ``mode``, ``ece_debiased`` and Poisson replicates over uniform bins (see
+        :mod:`xentropy.states.calibration` for what it does not carry).
 
     Returns:
       A :class:`CalibrationResult`. Definitions, with W_b the weight, acc_b the weighted mean
@@ -210,14 +373,20 @@ def calibration_report(
 
     Raises:
       InputError: naming the offending field (``"probabilities"``, ``"logits"``,
-        ``"labels"``, ``"sample_weights"``, ``"n_bins"``, ``"binning"``,
-        ``"fit_temperature"``, ``"units"``, ``"epsilon"``).
+        ``"labels"``, ``"sample_weights"``, or the option; inside ``bootstrap`` and
+        ``risk_coverage`` the position names the sub-option).
 
     >>> r = calibration_report([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], n_bins=2)
     >>> [(b.lower, b.upper, b.count) for b in r.bins]
     [(0.0, 0.5, 3), (0.5, 1.0, 1)]
     >>> round(r.ece, 6), round(r.mce, 6), r.accuracy
     (0.0875, 0.2, 0.75)
+    >>> r = calibration_report([[0.7, 0.3], [0.2, 0.8], [0.6, 0.4]], [0, 1, 1], n_bins=2,
+    ...                        mode="classwise", risk_coverage=True)
+    >>> round(r.classwise_ece, 6), [round(k.nll, 6) for k in r.per_class]
+    (0.166667, [0.356675, 0.569717])
+    >>> round(r.selective.aurc, 6), round(r.selective.optimal_aurc, 6)
+    (0.111111, 0.063023)
     """
     check_exactly_one("probabilities", probabilities, "logits", logits)
     z: np.ndarray | None = None
@@ -254,7 +423,12 @@ def calibration_report(
         )
     CALIBRATION_PARAMS["units"].check(units, "units")
     eps = CALIBRATION_PARAMS["epsilon"].check(epsilon, "epsilon")
+    extras = _check_extras(binary, mode=mode, estimators=estimators,
+                           confidence_level=confidence_level, bootstrap=bootstrap,
+                           risk_coverage=risk_coverage)
     return_state = CALIBRATION_PARAMS["return_state"].check(return_state, "return_state")
+    if return_state:
+        _check_mergeable(extras, binning)
 
     # Normalised weights (sum 1) for every weighted mean: w_i / W <= 1, so a mean of finite
     # values can never overflow even where their plain sum would.
@@ -277,12 +451,22 @@ def calibration_report(
     if fit_temperature:
         assert z is not None  # checked above
         temperature = _temperature_fit(z, y, w, wn, model, nll, ece, n, binning, units)
+    level = extras.confidence_level
+    classwise = None
+    if extras.mode == "classwise":
+        classwise = _classwise(model.probs, y, w, n, binning, confidence_level=level)
+    if level is not None:  # the bins again, with their counts of outcomes 1
+        top = _binned(model.confidence[None, :], model.outcome[None, :], w, n, binning,
+                      every_bin=True, hits=True)
+    intervals = _intervals(model, w, n, binning, units, extras, keep_sums=return_state)
     state = None
     if return_state:
         from xentropy.states.calibration import calibration_state  # builds on this module
 
         state = calibration_state(model, y, w, n_bins=n, binning=binning, units=units,
-                                  epsilon=eps, from_logits=z is not None)
+                                  epsilon=eps, from_logits=z is not None,
+                                  hits=None if top.hits is None else top.hits[0],
+                                  **_state_extras(extras, binning, intervals))
 
     return CalibrationResult(
         n_samples=n_samples,
@@ -295,12 +479,18 @@ def calibration_report(
         mce=float(_calibration_error(top, "max")[0]),
         rmsce=float(_calibration_error(top, "l2")[0]),
         ace=ace,
-        bins=reliability_bins(top),
-        per_class=None if binary else _per_class(model, y, w, wn, n, binning),
+        bins=reliability_bins(top, _bin_intervals(
+            None if top.hits is None else top.hits[0], top.count[0], level)),
+        per_class=None if binary else _per_class(model, y, w, wn, n, binning, units,
+                                                 classwise),
         temperature=temperature,
         units=units,
         binning=binning,
         n_bins=n,
+        classwise_ece=None if classwise is None else classwise.classwise_ece,
+        estimates=_estimates(model, w, n, binning, extras.estimators),
+        intervals=intervals,
+        selective=_selective(model, w, extras.n_points),
         state=state,
     )
 
@@ -348,12 +538,15 @@ def _temperature_fit(
 
 
 def _per_class(
-    model: _Model, y: np.ndarray, w: np.ndarray, wn: np.ndarray, n_bins: int, binning: str
+    model: _Model, y: np.ndarray, w: np.ndarray, wn: np.ndarray, n_bins: int, binning: str,
+    units: str, classwise: ClasswiseCalibration | None,
 ) -> tuple[ClassCalibration, ...]:
     """Per-class statistics of multi-class predictions (all classes at once).
 
     The class-wise ECE bins the C columns at once (one row per class, p_k against the
     indicator label == k) with only the non-empty bins stored: O(N·C) memory and time.
+    ``classwise``: the class-wise calibration of ``mode="classwise"`` (its ECE is the
+    same), whose bins, MCE and RMSCE and the class means of NLL and Brier are added.
     """
     n_classes = model.probs.shape[1]
     count = np.bincount(y, minlength=n_classes)
@@ -364,10 +557,21 @@ def _per_class(
     # Means of values in [0, 1] (see _mean on why the clip).
     mean_probability = np.clip(wn @ model.probs, 0.0, 1.0)
     frequency = np.clip(class_weight, 0.0, 1.0)
-    class_probs = np.ascontiguousarray(model.probs.T)
-    indicator = (np.arange(n_classes)[:, None] == y).astype(np.float64)
-    sums = _binned(class_probs, indicator, w, n_bins, binning, every_bin=False)
-    ece = _calibration_error(sums, "l1")
+    if classwise is None:
+        ece = _calibration_error(_class_sums(model.probs, y, w, n_bins, binning), "l1")
+        return tuple(
+            ClassCalibration(
+                class_index=k,
+                count=int(count[k]),
+                frequency=float(frequency[k]),
+                mean_probability=float(mean_probability[k]),
+                recall=float(recall[k]) if has[k] else None,
+                ece=float(ece[k]),
+            )
+            for k in range(n_classes)
+        )
+    scores = per_class_scores(model.nll, model.brier, y, n_classes=n_classes,
+                              sample_weights=w)
     return tuple(
         ClassCalibration(
             class_index=k,
@@ -375,7 +579,137 @@ def _per_class(
             frequency=float(frequency[k]),
             mean_probability=float(mean_probability[k]),
             recall=float(recall[k]) if has[k] else None,
-            ece=float(ece[k]),
+            ece=bins.ece,
+            nll=None if score.nll is None else to_units(score.nll, units),
+            brier=score.brier,
+            mce=bins.mce,
+            rmsce=bins.rmsce,
+            bins=bins.bins,
         )
-        for k in range(n_classes)
+        for k, (bins, score) in enumerate(zip(classwise.per_class, scores, strict=True))
     )
+
+
+# --------------------------------------------------------------------------- the extras
+
+
+@dataclass(frozen=True)
+class _Extras:
+    """The checked options of issue 13's additions (see :data:`CALIBRATION_PARAMS`)."""
+
+    mode: str
+    estimators: tuple[str, ...]
+    confidence_level: float | None
+    bootstrap: dict[str, Any]
+    n_points: int | None  # risk_coverage's, None when off
+
+
+def _check_extras(binary: bool, **options: Any) -> _Extras:
+    """Each option against its row; the rules between them and the input."""
+    checked = {name: CALIBRATION_PARAMS[name].check(value, name)
+               for name, value in options.items()}
+    if checked["mode"] == "classwise" and binary:
+        raise InputError("mode", "expected N×C input with classwise: binary input (shape N) "
+                         "is a single calibration problem", kind="not_applicable")
+    if checked["bootstrap"] is not None and checked["confidence_level"] is None:
+        raise InputError("bootstrap", "expected confidence_level with bootstrap: the "
+                         "resampling only serves the intervals", kind="not_applicable")
+    bootstrap = checked["bootstrap"] or CALIBRATION_PARAMS["bootstrap"].check({}, "bootstrap")
+    rc = checked["risk_coverage"]
+    return _Extras(
+        mode=checked["mode"], estimators=checked["estimators"],
+        confidence_level=checked["confidence_level"], bootstrap=bootstrap,
+        n_points=None if rc is None else rc["n_points"],
+    )
+
+
+def _check_mergeable(extras: _Extras, binning: str) -> None:
+    """``return_state`` with an addition the state cannot carry exactly is refused, never
+    silently approximated (see :mod:`xentropy.states.calibration`): class-wise bins and
+    bootstrap replicates are carried over the exact uniform bins only, and only Poisson
+    replicates merge. (``ece_sweep``, ``smooth_ece`` and ``risk_coverage`` are answered
+    for the batch but not carried, as temperature scaling is not.)"""
+    b = extras.bootstrap
+    if extras.confidence_level is not None and b["method"] != "poisson":
+        raise InputError("bootstrap", "expected the Poisson method with return_state: "
+                         "multinomial replicates fix each batch's total count, so they do "
+                         "not merge", position=("method",), kind="not_mergeable")
+    if binning != "uniform":
+        for name, on in (("mode", extras.mode != "top_label"),
+                         ("confidence_level", extras.confidence_level is not None)):
+            if on:
+                raise InputError(name, f"expected uniform binning for {name} with "
+                                 "return_state: states give quantile bins only "
+                                 "approximately", kind="not_mergeable")
+
+
+def _state_extras(extras: _Extras, binning: str, intervals: Intervals | None) -> dict[str, Any]:
+    """What the state carries of the additions (see :func:`_check_mergeable`)."""
+    from xentropy.states.calibration import MERGEABLE_ESTIMATORS, ReplicateOptions
+
+    out: dict[str, Any] = {
+        "mode": extras.mode,
+        "estimators": tuple(e for e in extras.estimators if e in MERGEABLE_ESTIMATORS)
+        if binning == "uniform" else (),
+    }
+    if intervals is not None:
+        out["bootstrap"] = ReplicateOptions(
+            confidence_level=intervals.confidence_level, n_resamples=intervals.n_resamples,
+            seed=intervals.seed)
+        out["replicates"] = intervals.sums
+    return out
+
+
+def _estimates(
+    model: _Model, w: np.ndarray, n_bins: int, binning: str, wanted: tuple[str, ...]
+) -> Estimates | None:
+    """The requested estimators of the top-label confidence (binary: p)."""
+    if not wanted:
+        return None
+    c, o = model.confidence, model.outcome
+    values: dict[str, Any] = {}
+    if "ece_debiased" in wanted:
+        values["ece_debiased"] = ece_debiased(c, o, sample_weights=w, n_bins=n_bins,
+                                              binning=binning).ece
+    if "ece_sweep" in wanted:
+        sweep = ece_sweep(c, o, sample_weights=w, max_n_bins=SWEEP_MAX_BINS)
+        values.update(ece_sweep=sweep.ece, sweep_n_bins=sweep.n_bins)
+    if "smooth_ece" in wanted:
+        smooth = smooth_ece(c, o, sample_weights=w)
+        values.update(smooth_ece=smooth.ece, smooth_curve=smooth.curve,
+                      smooth_bandwidth=smooth.bandwidth)
+    return Estimates(**values)
+
+
+def _intervals(
+    model: _Model, w: np.ndarray, n_bins: int, binning: str, units: str, extras: _Extras,
+    *, keep_sums: bool = False,
+) -> Intervals | None:
+    """Bootstrap intervals of every scalar statistic, NLL in ``units`` (with
+    ``keep_sums``, the Poisson replicate sums for the state too)."""
+    if extras.confidence_level is None:
+        return None
+    b = extras.bootstrap
+    r = bootstrap_intervals(
+        model.confidence, model.outcome, nll=model.nll, brier=model.brier,
+        correct=model.correct, sample_weights=w, n_bins=n_bins, binning=binning,
+        estimators=extras.estimators, confidence_level=extras.confidence_level,
+        n_resamples=b["n_resamples"], seed=b["seed"], method=b["method"],
+        stream=b["stream"], sweep_max_n_bins=SWEEP_MAX_BINS, keep_sums=keep_sums,
+    )
+    found: dict[str, Any] = dict(r.intervals)
+    nll = found.get("nll")
+    if nll is not None:
+        found["nll"] = (to_units(nll[0], units), to_units(nll[1], units))
+    return Intervals(**found, confidence_level=r.confidence_level,
+                     n_resamples=r.n_resamples, seed=r.seed, method=r.method,
+                     stream=r.stream, sums=r.sums)
+
+
+def _selective(model: _Model, w: np.ndarray, n_points: int | None) -> SelectiveResult | None:
+    """The risk–coverage curve of the top-label confidence (binary: max(p, 1 − p))."""
+    if n_points is None:
+        return None
+    confidence = model.confidence if model.probs.ndim == 2 else np.maximum(
+        model.probs, 1.0 - model.probs)
+    return risk_coverage(confidence, model.correct, sample_weights=w, n_points=n_points)

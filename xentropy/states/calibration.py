@@ -20,6 +20,27 @@ largest of the states merged with it counts as 0):
   the cells also hold Σw, Σw·|1[y = k] − p_k| and the smallest and largest p_k, for the
   approximate class-wise quantile bins. Sparse: only cells that hold a value are listed.
 
+Issue 13's additions, with uniform binning only (quantile bins from a state are
+approximate; ``return_state`` refuses the combination):
+
+* ``mode="classwise"``: the class cells also hold their count, Σw, Σw·p_k and the
+  unweighted count of y = k, so every class's uniform bins (and MCE, RMSCE, their
+  Clopper–Pearson intervals) are exact sums; ``per_class`` holds Σw·NLL and Σw·Brier of
+  each class's samples.
+* ``estimators``: ``ece_debiased`` is a function of the uniform bins' sums, exact. The
+  others re-bin (``ece_sweep``) or smooth (``smooth_ece``) the samples themselves: a
+  state does not carry them and a merged result has none (as ``selective``, whose tie
+  groups are the samples' own confidences).
+* ``confidence_level``: ``replicates`` holds, per Poisson replicate r, Σv, Σv·NLL,
+  Σv·Brier, Σv·correct and per uniform bin Σv, Σv·confidence, Σv·outcome (v = w·P_r),
+  and the unweighted count of outcomes 1 per bin. The replicates of two batches add
+  when their weights are independent, i.e. drawn from distinct streams
+  (``bootstrap.stream``, one per batch: the client numbers its batches; a merge of
+  states that share a stream is refused). The merged intervals are those of nll, brier,
+  accuracy, ece, mce, rmsce and ece_debiased; ``ace`` (quantile edges of each replicate's
+  whole sample) is not in a state. Multinomial replicates fix each batch's count, so
+  they do not merge (refused with ``return_state``).
+
 Temperature scaling needs the logits themselves (each Newton step sums over samples at
 a new T), so it is not part of a state: a result finalized from a state has no
 ``temperature``.
@@ -70,12 +91,20 @@ from xentropy import _compensated
 from xentropy._numerics import UNITS, to_units
 from xentropy._validation import InputError
 from xentropy.calibration.binning import BINNINGS, MAX_BINS, _BinSums, reliability_bins
+from xentropy.calibration.estimators import _bin_intervals, _debiased_squared
+from xentropy.calibration.intervals import (
+    INTERVAL_PARAMS,
+    ReplicateSums,
+    percentile_interval,
+)
 from xentropy.calibration.metrics import _calibration_error, _Model
 from xentropy.calibration.report import (
     CALIBRATION_PARAMS,
     Approximation,
     CalibrationResult,
     ClassCalibration,
+    Estimates,
+    Intervals,
 )
 from xentropy.states._base import (
     TOLERANCE,
@@ -93,11 +122,15 @@ from xentropy.states._base import (
     read_clip_margin,
     read_counts,
     read_int,
+    read_number,
     read_numbers,
     read_object,
     read_pair,
     read_pairs,
 )
+
+#: The estimators a state carries exactly (from its uniform bins).
+MERGEABLE_ESTIMATORS = ("ece_debiased",)
 
 #: At least this many equal-width cells in the confidence histogram (a multiple of
 #: n_bins, so that the cells refine the uniform bins).
@@ -163,6 +196,11 @@ class CalibrationOptions:
       n_classes: C (2 for binary input).
       n_bins, binning, units: as requested.
       epsilon: the NLL's clipping margin of probabilities; ``None`` with logits.
+      mode: ``"top_label"`` or ``"classwise"`` (the state then holds the class-wise bins
+        and the per-class NLL and Brier sums).
+      estimators: the estimators the state gives: ``()`` or ``("ece_debiased",)``.
+      bootstrap: the Poisson replicates the state holds (``None``: no intervals).
+      (The last three are written only when set, so older states read unchanged.)
     """
 
     input: str
@@ -172,6 +210,46 @@ class CalibrationOptions:
     binning: str
     units: str
     epsilon: float | None
+    mode: str = "top_label"
+    estimators: tuple[str, ...] = ()
+    bootstrap: ReplicateOptions | None = None
+
+
+@dataclass(frozen=True)
+class ReplicateOptions:
+    """What the Poisson replicates of states must share to merge: their level, count and
+    seed (each batch has its own stream, see :class:`Replicates`)."""
+
+    confidence_level: float
+    n_resamples: int
+    seed: int
+
+
+@dataclass(frozen=True, eq=False)
+class Replicates:
+    """Sums of R Poisson bootstrap replicates over the n_bins uniform bins (the weights
+    ÷ 2**weight_exponent, as every sum): replicate r of merged states is the sum of their
+    replicates r, i.e. the concatenated batch with each batch's own weights.
+
+    Attributes:
+      streams: the resampling streams of the batches merged (distinct: equal streams
+        would give the same weights to different samples, correlated replicates).
+      weight, nll, brier, correct: (R,) Σ v, Σ v·NLL (nats), Σ v·Brier, Σ v·correct.
+      bin_weight, bin_confidence, bin_outcome: (R, B) Σ v, Σ v·confidence, Σ v·outcome
+        per bin.
+      hits: (B,) the unweighted count of outcomes 1 per bin (the Clopper–Pearson
+        intervals of the bins).
+    """
+
+    streams: np.ndarray
+    weight: np.ndarray
+    nll: np.ndarray
+    brier: np.ndarray
+    correct: np.ndarray
+    bin_weight: np.ndarray
+    bin_confidence: np.ndarray
+    bin_outcome: np.ndarray
+    hits: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,7 +299,10 @@ class ClassCells:
       index: shape (K,), increasing.
       gap: Σw·(1[y = k] − p_k) over the cell, (K, 2).
       weight, abs_gap, min, max: with quantile binning only (else ``None``): Σw,
-        Σw·|1[y = k] − p_k|, and the smallest and largest p_k of the cell.
+        Σw·|1[y = k] − p_k|, and the smallest and largest p_k of the cell; ``weight``
+        also with ``mode="classwise"``.
+      count, confidence, hits: with ``mode="classwise"`` only: samples, Σw·p_k and the
+        unweighted count of y = k per cell (the class-wise bins).
     """
 
     index: np.ndarray
@@ -230,6 +311,9 @@ class ClassCells:
     abs_gap: np.ndarray | None
     min: np.ndarray | None
     max: np.ndarray | None
+    count: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    hits: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,7 +322,9 @@ class PerClassSums:
 
     Attributes:
       count: samples labelled k; weight: their Σw; correct: their Σw·correct;
-      probability: Σw·p_k over all samples; cells: the class-wise bins.
+      probability: Σw·p_k over all samples; cells: the class-wise bins;
+      nll, brier: with ``mode="classwise"``, Σw·NLL (nats) and Σw·Brier of the samples
+        labelled k (else ``None``).
     """
 
     count: np.ndarray
@@ -246,9 +332,14 @@ class PerClassSums:
     correct: np.ndarray
     probability: np.ndarray
     cells: ClassCells
+    nll: np.ndarray | None = None
+    brier: np.ndarray | None = None
 
 
 _QUANTILE_CELL_FIELDS = ("weight", "abs_gap", "min", "max")
+#: Fields written only when set (absent otherwise: older states read unchanged).
+_CLASSWISE_CELL_FIELDS = ("count", "confidence", "hits")
+_CLASSWISE_SUMS = ("nll", "brier")
 _BELOW_TWO = ("expected less than 2 × count: each weight is below 2**(weight_exponent + 1) "
               "(the largest is in [1, 2) × 2**weight_exponent)")
 
@@ -272,29 +363,34 @@ class CalibrationState(State):
     totals: CalibrationTotals
     histogram: ConfidenceHistogram
     per_class: PerClassSums | None
+    replicates: Replicates | None = None
 
     # ------------------------------------------------------------------ JSON
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": self.kind,
             "version": self.version,
-            "options": dataclasses.asdict(self.options),
+            "options": _options_json(self.options),
             "n_samples": self.n_samples,
             "weight_exponent": self.weight_exponent,
             "totals": _arrays_json(self.totals),
             "histogram": _arrays_json(self.histogram),
             "per_class": None if self.per_class is None else {
-                **_arrays_json(self.per_class, skip=("cells",)),
-                "cells": _arrays_json(self.per_class.cells),
+                **_arrays_json(self.per_class, skip=("cells",), optional=_CLASSWISE_SUMS),
+                "cells": _arrays_json(self.per_class.cells, optional=_CLASSWISE_CELL_FIELDS),
             },
         }
+        if self.replicates is not None:
+            out["replicates"] = _arrays_json(self.replicates)
+        return out
 
     @classmethod
     def read(cls, obj: dict[str, Any]) -> CalibrationState:
         obj = read_object(obj, (), ("kind", "version", "options", "n_samples",
-                                    "weight_exponent", "totals", "histogram", "per_class"),
-                          ("per_class",))
+                                    "weight_exponent", "totals", "histogram", "per_class",
+                                    "replicates"),
+                          ("per_class", "replicates"))
         options = _read_options(obj["options"])
         n_samples = read_int(obj["n_samples"], ("n_samples",))
         exponent = read_int(obj["weight_exponent"], ("weight_exponent",),
@@ -314,8 +410,10 @@ class CalibrationState(State):
                 raise StateError("expected the per-class sums of multi-class input, got null",
                                  path=("per_class",), kind="not_applicable")
             per_class = _read_per_class(obj["per_class"], options)
+        replicates = _read_replicates(obj["replicates"], options)
         state = cls(options=options, n_samples=n_samples, weight_exponent=exponent,
-                    totals=totals, histogram=histogram, per_class=per_class)
+                    totals=totals, histogram=histogram, per_class=per_class,
+                    replicates=replicates)
         state._check()
         return state
 
@@ -364,6 +462,8 @@ class CalibrationState(State):
                       "expected at least weight × min (the values lie in [min, max])")
         if self.per_class is not None:
             _check_per_class(self.per_class, o, n, w)
+        if self.replicates is not None:
+            _check_replicates(self.replicates, self, w)
 
     # ------------------------------------------------------------------ algebra
 
@@ -373,21 +473,35 @@ class CalibrationState(State):
         pairs = np.zeros((0, 2))
         values = np.zeros(0)
         per_class = None
+        o = self.options
         if self.per_class is not None:
-            c = self.options.n_classes
-            quantile = self.options.binning == "quantile"
+            c = o.n_classes
+            quantile = o.binning == "quantile"
+            classwise = o.mode == "classwise"
             per_class = PerClassSums(
                 count=np.zeros(c, np.int64), weight=np.zeros((c, 2)),
                 correct=np.zeros((c, 2)), probability=np.zeros((c, 2)),
-                cells=ClassCells(nothing, pairs, *(
-                    (pairs, pairs, values, values) if quantile else (None,) * 4)),
+                cells=ClassCells(
+                    nothing, pairs, pairs if quantile or classwise else None,
+                    *((pairs, values, values) if quantile else (None,) * 3),
+                    *((nothing, pairs, nothing) if classwise else (None,) * 3)),
+                **({name: np.zeros((c, 2)) for name in _CLASSWISE_SUMS} if classwise
+                   else {}),
             )
+        replicates = None
+        if o.bootstrap is not None:
+            r, b = o.bootstrap.n_resamples, o.n_bins
+            replicates = Replicates(
+                streams=nothing, weight=np.zeros(r), nll=np.zeros(r), brier=np.zeros(r),
+                correct=np.zeros(r), bin_weight=np.zeros((r, b)),
+                bin_confidence=np.zeros((r, b)), bin_outcome=np.zeros((r, b)),
+                hits=np.zeros(b, np.int64))
         return CalibrationState(
-            options=self.options, n_samples=0, weight_exponent=0,
+            options=o, n_samples=0, weight_exponent=0,
             totals=CalibrationTotals(zero, zero, zero, zero, zero),
             histogram=ConfidenceHistogram(nothing, nothing, pairs, pairs, pairs, pairs,
                                           values, values),
-            per_class=per_class,
+            per_class=per_class, replicates=replicates,
         )
 
     @classmethod
@@ -417,19 +531,23 @@ class CalibrationState(State):
         per_class = None
         if live[0].per_class is not None:
             pcs = [s.per_class for s in live]
-            cell_fields = ("gap", "weight", "abs_gap") if options.binning == "quantile" else (
-                "gap",)
+            cell_fields = ("gap", "weight", "abs_gap", "confidence")
             per_class = PerClassSums(
                 count=np.sum([p.count for p in pcs], axis=0),
                 weight=merged(lambda s: s.per_class.weight),
                 correct=merged(lambda s: s.per_class.correct),
                 probability=merged(lambda s: s.per_class.probability),
                 cells=_merge_cells([p.cells for p in pcs], scale, cell_fields, ClassCells),
+                **{name: merged(lambda s, name=name: getattr(s.per_class, name))
+                   for name in _CLASSWISE_SUMS if getattr(pcs[0], name) is not None},
             )
+        replicates = None
+        if options.bootstrap is not None:
+            replicates = _merge_replicates(states, live, scale)
         return CalibrationState(
             options=options, n_samples=sum(s.n_samples for s in states),
             weight_exponent=exponent if any(s.n_samples for s in states) else 0,
-            totals=totals, histogram=histogram, per_class=per_class,
+            totals=totals, histogram=histogram, per_class=per_class, replicates=replicates,
         )
 
     def finalize(self) -> CalibrationResult:
@@ -470,10 +588,26 @@ class CalibrationState(State):
                 Approximation("bins", quantile.weight_share),
             ]
         per_class = None
+        classwise_ece = None
         if self.per_class is not None:
             per_class, bound = _per_class_result(self.per_class, o, w)
             if bound is not None:
                 approximate.append(Approximation("per_class.ece", bound))
+            if o.mode == "classwise":
+                per_class = _classwise_result(self.per_class, per_class, o,
+                                              self.weight_exponent)
+                classwise_ece = float(np.mean([k.ece for k in per_class]))
+        level = None if o.bootstrap is None else o.bootstrap.confidence_level
+        intervals = None
+        bin_intervals = None
+        if self.replicates is not None:
+            assert o.bootstrap is not None
+            intervals = _intervals(self.replicates, o, self.weight_exponent)
+            bin_intervals = _bin_intervals(self.replicates.hits, top.count[0], level)
+        estimates = None
+        if "ece_debiased" in o.estimators:
+            sq = float(_debiased_squared(top)[0])
+            estimates = Estimates(ece_debiased=math.sqrt(max(sq, 0.0)))
         return CalibrationResult(
             n_samples=self.n_samples,
             n_classes=o.n_classes,
@@ -482,10 +616,11 @@ class CalibrationState(State):
             nll=nll,
             brier=min(max(float(t.brier[0]) / w, 0.0), 1.0 if o.binary else 2.0),
             ece=ece, mce=mce, rmsce=rmsce, ace=ace,
-            bins=reliability_bins(top),
+            bins=reliability_bins(top, bin_intervals),
             per_class=per_class,
             temperature=None,
             units=o.units, binning=o.binning, n_bins=o.n_bins,
+            classwise_ece=classwise_ece, estimates=estimates, intervals=intervals,
             approximate=tuple(approximate),
             state=self,
         )
@@ -496,9 +631,16 @@ class CalibrationState(State):
 
 def calibration_state(
     model: _Model, y: np.ndarray, w: np.ndarray, *, n_bins: int, binning: str, units: str,
-    epsilon: float, from_logits: bool,
+    epsilon: float, from_logits: bool, mode: str = "top_label",
+    estimators: tuple[str, ...] = (), bootstrap: ReplicateOptions | None = None,
+    replicates: ReplicateSums | None = None, hits: np.ndarray | None = None,
 ) -> CalibrationState:
-    """The state of one call of :func:`calibration_report` (its per-sample model)."""
+    """The state of one call of :func:`calibration_report` (its per-sample model).
+
+    ``mode``, ``estimators``, ``bootstrap``: what the state carries (see
+    :class:`CalibrationOptions`); with ``bootstrap``, ``replicates`` are the batch's
+    Poisson replicate sums over the uniform bins (weights as sent) and ``hits`` the
+    unweighted count of outcomes 1 per uniform bin."""
     binary = model.probs.ndim == 1
     exponent = int(np.frexp(w.max())[1]) - 1  # the largest weight in [1, 2) × 2**exponent
     ws = np.ldexp(w, -exponent)
@@ -532,12 +674,29 @@ def calibration_state(
             input="logits" if from_logits else "probabilities", binary=binary,
             n_classes=2 if binary else int(model.probs.shape[1]), n_bins=n_bins,
             binning=binning, units=units, epsilon=None if from_logits else float(epsilon),
+            mode=mode, estimators=estimators, bootstrap=bootstrap,
         ),
         n_samples=int(y.shape[0]),
         weight_exponent=exponent,
         totals=totals,
         histogram=histogram,
-        per_class=None if binary else _per_class_sums(model, y, ws, n_bins, binning),
+        per_class=None if binary else _per_class_sums(model, y, ws, n_bins, binning,
+                                                      classwise=mode == "classwise"),
+        replicates=None if replicates is None or hits is None
+        else _replicates_of(replicates, hits, exponent),
+    )
+
+
+def _replicates_of(r: ReplicateSums, hits: np.ndarray, exponent: int) -> Replicates:
+    """A batch's replicate sums in the state's scale (weights ÷ 2**exponent, exact)."""
+    def scaled(x: np.ndarray) -> np.ndarray:
+        return np.ldexp(x, -exponent)
+
+    return Replicates(
+        streams=np.array(r.streams, np.int64), weight=scaled(r.weight), nll=scaled(r.nll),
+        brier=scaled(r.brier), correct=scaled(r.correct), bin_weight=scaled(r.bin_weight),
+        bin_confidence=scaled(r.bin_confidence), bin_outcome=scaled(r.bin_outcome),
+        hits=np.asarray(hits, np.int64),
     )
 
 
@@ -563,7 +722,8 @@ def _extremes(slot: np.ndarray, values: np.ndarray, k: int) -> dict[str, np.ndar
 
 
 def _per_class_sums(
-    model: _Model, y: np.ndarray, ws: np.ndarray, n_bins: int, binning: str
+    model: _Model, y: np.ndarray, ws: np.ndarray, n_bins: int, binning: str, *,
+    classwise: bool = False,
 ) -> PerClassSums:
     probs = model.probs
     n, c = probs.shape
@@ -578,13 +738,22 @@ def _per_class_sums(
     signed = probs * -ws[:, None]
     signed[rows, y] += ws
     quantile = binning == "quantile"
+    extra: dict[str, Any] = {name: None for name in _CLASSWISE_CELL_FIELDS}
+    if classwise:
+        label_slot = slot.reshape(n, c)[rows, y]  # the cell of each sample's own class
+        extra = {
+            "count": np.bincount(slot, minlength=k).astype(np.int64),
+            "confidence": _compensated.group_sums(slot, (probs * ws[:, None]).ravel(), k),
+            "hits": np.bincount(label_slot, minlength=k).astype(np.int64),
+        }
     cells = ClassCells(
         index=index,
         gap=_compensated.group_sums(slot, signed.ravel(), k),
         weight=_compensated.group_sums(slot, np.broadcast_to(ws[:, None], probs.shape), k)
-        if quantile else None,
+        if quantile or classwise else None,
         abs_gap=_compensated.group_sums(slot, np.abs(signed).ravel(), k) if quantile else None,
         **(_extremes(slot, probs, k) if quantile else {"min": None, "max": None}),
+        **extra,
     )
     del signed
     return PerClassSums(
@@ -593,6 +762,8 @@ def _per_class_sums(
         correct=_compensated.group_sums(y, ws * model.correct, c),
         probability=_compensated.column_sums(ws[:, None] * probs),
         cells=cells,
+        nll=_compensated.group_sums(y, ws * model.nll, c) if classwise else None,
+        brier=_compensated.group_sums(y, ws * model.brier, c) if classwise else None,
     )
 
 
@@ -607,10 +778,12 @@ def _merge_cells(parts: Sequence[Any], scale: Sequence[float], sums: tuple[str, 
     k = distinct.shape[0]
     out: dict[str, Any] = {"index": distinct.astype(np.int64)}
     names = {f.name for f in dataclasses.fields(cls)}
-    if "count" in names:
-        out["count"] = np.bincount(slot, np.concatenate([p.count for p in parts]),
-                                   minlength=k).astype(np.int64)
-    for name in names - {"index", "count"}:
+    for name in ("count", "hits"):  # integer counts, summed exactly
+        if name in names:
+            out[name] = None if getattr(parts[0], name) is None else np.bincount(
+                slot, np.concatenate([getattr(p, name) for p in parts]), minlength=k
+            ).astype(np.int64)
+    for name in names - {"index", "count", "hits"}:
         if getattr(parts[0], name) is None:
             out[name] = None
         elif name in ("min", "max"):
@@ -881,22 +1054,147 @@ def _per_class_result(
     return result, bound
 
 
+def _classwise_result(
+    p: PerClassSums, entries: tuple[ClassCalibration, ...], o: CalibrationOptions,
+    exponent: int,
+) -> tuple[ClassCalibration, ...]:
+    """Mode classwise from the state: every class's exact uniform bins (sums of its
+    cells), their MCE and RMSCE, and the per-class NLL and Brier means."""
+    cells, c, b = p.cells, o.n_classes, o.n_bins
+    assert cells.count is not None and cells.weight is not None
+    assert cells.confidence is not None and cells.hits is not None
+    assert p.nll is not None and p.brier is not None
+    size = c * b
+
+    def dense(x: np.ndarray) -> np.ndarray:  # pairs per cell -> (C, B) sums
+        return _compensated.group_merge_pairs(cells.index, x, size)[:, 0].reshape(c, b)
+
+    confidence = dense(cells.confidence)
+    sums = _BinSums(
+        count=np.bincount(cells.index, cells.count, minlength=size).astype(np.int64)
+        .reshape(c, b),
+        weight=dense(cells.weight), sum_confidence=confidence,
+        sum_outcome=dense(cells.gap) + confidence, shift=exponent,
+        edges=np.arange(b + 1) / b,
+    )
+    hits = np.bincount(cells.index, cells.hits, minlength=size).reshape(c, b)
+    mce = _calibration_error(sums, "max")
+    rmsce = _calibration_error(sums, "l2")
+    level = None if o.bootstrap is None else o.bootstrap.confidence_level
+    weight = p.weight[:, 0]
+    has = weight > 0
+    safe = np.where(has, weight, 1.0)
+    nll = to_units(p.nll[:, 0] / safe, o.units)
+    brier = np.clip(p.brier[:, 0] / safe, 0.0, 2.0)
+    out = []
+    for k, entry in enumerate(entries):
+        row = _BinSums(count=sums.count[k:k + 1], weight=sums.weight[k:k + 1],
+                       sum_confidence=sums.sum_confidence[k:k + 1],
+                       sum_outcome=sums.sum_outcome[k:k + 1], shift=exponent,
+                       edges=sums.edges)
+        out.append(dataclasses.replace(
+            entry, nll=float(nll[k]) if has[k] else None,
+            brier=float(brier[k]) if has[k] else None, mce=float(mce[k]),
+            rmsce=float(rmsce[k]),
+            bins=reliability_bins(row, _bin_intervals(hits[k], sums.count[k], level)),
+        ))
+    return tuple(out)
+
+
+def _intervals(reps: Replicates, o: CalibrationOptions, exponent: int) -> Intervals:
+    """Percentile intervals of what Poisson replicates over uniform bins give exactly:
+    nll, brier, accuracy, ece, mce, rmsce and ece_debiased (``ace`` and the other
+    estimators re-bin or re-search every replicate: not in a state)."""
+    assert o.bootstrap is not None
+
+    def unscaled(x: np.ndarray) -> np.ndarray:  # the debiased estimate needs weights as sent
+        return np.ldexp(x, exponent)
+
+    sums = ReplicateSums(
+        edges=np.arange(o.n_bins + 1) / o.n_bins, weight=unscaled(reps.weight),
+        nll=unscaled(reps.nll), brier=unscaled(reps.brier), correct=unscaled(reps.correct),
+        bin_weight=unscaled(reps.bin_weight), bin_confidence=unscaled(reps.bin_confidence),
+        bin_outcome=unscaled(reps.bin_outcome), seed=o.bootstrap.seed, method="poisson",
+        streams=tuple(reps.streams.tolist()),
+    )
+    level = o.bootstrap.confidence_level
+    metrics = sums.metrics()
+    names = ["nll", "brier", "accuracy", "ece", "mce", "rmsce", *o.estimators]
+    found: dict[str, Any] = {name: percentile_interval(metrics[name], confidence_level=level)
+                             for name in names}
+    nll = found["nll"]
+    if nll is not None:
+        found["nll"] = (to_units(nll[0], o.units), to_units(nll[1], o.units))
+    b = o.bootstrap
+    return Intervals(**found, confidence_level=level, n_resamples=b.n_resamples,
+                     seed=b.seed, method="poisson", stream=int(reps.streams.min(initial=0)))
+
+
+def _merge_replicates(states: Sequence[Any], live: Sequence[Any], scale: Sequence[float]
+                      ) -> Replicates:
+    """Replicate sums added (rescaled to the merged exponent), streams disjoint."""
+    seen: dict[int, int] = {}
+    for i, st in enumerate(states):
+        for stream in st.replicates.streams.tolist():
+            if stream in seen:
+                raise StateError(
+                    f"expected distinct bootstrap streams: stream {stream} is also in "
+                    f"states[{seen[stream]}] (equal streams give correlated replicates; give "
+                    "each batch its own bootstrap.stream)", path=("replicates", "streams"),
+                    index=i, kind="states_disagree")
+            seen[stream] = i
+    parts = [st.replicates for st in live]
+
+    def total(name: str) -> np.ndarray:
+        out = sum(getattr(r, name) * f for r, f in zip(parts, scale, strict=True))
+        if not np.isfinite(out).all():
+            raise InputError("states", "a sum of the merged states overflows float64",
+                             kind="overflow")
+        return np.asarray(out)
+
+    return Replicates(
+        streams=np.array(sorted(seen), np.int64),
+        **{name: total(name) for name in ("weight", "nll", "brier", "correct", "bin_weight",
+                                          "bin_confidence", "bin_outcome")},
+        hits=np.sum([r.hits for r in parts], axis=0).astype(np.int64),
+    )
+
+
 # --------------------------------------------------------------------------- reading
 
 
-def _arrays_json(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def _arrays_json(obj: Any, skip: tuple[str, ...] = (),
+                 optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The arrays of ``obj`` as lists; ``optional`` ones left out when ``None``."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         if f.name in skip:
             continue
         value = getattr(obj, f.name)
+        if value is None and f.name in optional:
+            continue
         out[f.name] = None if value is None else value.tolist()
+    return out
+
+
+def _options_json(o: CalibrationOptions) -> dict[str, Any]:
+    """The options, those of issue 13's additions only when set."""
+    out = dataclasses.asdict(o)
+    if o.mode == "top_label":
+        del out["mode"]
+    if o.estimators:
+        out["estimators"] = list(o.estimators)
+    else:
+        del out["estimators"]
+    if o.bootstrap is None:
+        del out["bootstrap"]
     return out
 
 
 def _read_options(value: Any) -> CalibrationOptions:
     path: Path = ("options",)
-    o = read_object(value, path, CalibrationOptions.__dataclass_fields__, ("epsilon",))
+    o = read_object(value, path, CalibrationOptions.__dataclass_fields__,
+                    ("epsilon", "mode", "estimators", "bootstrap"))
     options = CalibrationOptions(
         input=read_choice(o["input"], (*path, "input"), ("probabilities", "logits")),
         binary=read_bool(o["binary"], (*path, "binary")),
@@ -908,11 +1206,106 @@ def _read_options(value: Any) -> CalibrationOptions:
             o["epsilon"], (*path, "epsilon"), clipped=o["input"] == "probabilities",
             param=CALIBRATION_PARAMS["epsilon"], what="probabilities (for the NLL)",
         ),
+        mode="top_label" if o["mode"] is None else read_choice(
+            o["mode"], (*path, "mode"), ("classwise",)),
+        estimators=() if o["estimators"] is None else _read_estimators(
+            o["estimators"], (*path, "estimators")),
+        bootstrap=None if o["bootstrap"] is None else _read_bootstrap(
+            o["bootstrap"], (*path, "bootstrap")),
     )
     if options.binary and options.n_classes != 2:
         raise StateError("expected 2 for binary input", path=(*path, "n_classes"),
                          kind="not_applicable")
+    if options.binary and options.mode == "classwise":
+        raise StateError("expected no mode for binary input (no classes)",
+                         path=(*path, "mode"), kind="not_applicable")
+    for name in ("mode", "estimators", "bootstrap"):
+        if o[name] is not None and options.binning != "uniform":
+            raise StateError(f"expected no {name} with quantile binning (states carry them "
+                             "over the exact uniform bins only)", path=(*path, name),
+                             kind="not_applicable")
     return options
+
+
+def _read_estimators(value: Any, path: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) != 1:
+        raise StateError('expected ["ece_debiased"] (the one estimator states carry)',
+                         path=path, kind="type_error")
+    return (read_choice(value[0], (*path, 0), MERGEABLE_ESTIMATORS),)
+
+
+def _read_bootstrap(value: Any, path: Path) -> ReplicateOptions:
+    b = read_object(value, path, ReplicateOptions.__dataclass_fields__)
+    at = (*path, "confidence_level")
+    level = read_number(b["confidence_level"], at)
+    try:
+        CALIBRATION_PARAMS["confidence_level"].check(level, "confidence_level")
+    except InputError as err:
+        raise StateError(err.message, path=at, kind=err.kind) from None
+    return ReplicateOptions(
+        confidence_level=level,
+        n_resamples=read_int(b["n_resamples"], (*path, "n_resamples"), low=1,
+                             high=int(INTERVAL_PARAMS["n_resamples"].high or 1)),
+        seed=read_int(b["seed"], (*path, "seed")),
+    )
+
+
+def _read_matrix(value: Any, path: Path, rows: int, cols: int) -> np.ndarray:
+    if not isinstance(value, list) or len(value) != rows:
+        raise StateError(f"expected {rows} rows (one per replicate)", path=path,
+                         kind="shape_mismatch")
+    return np.array([read_numbers(row, (*path, i), cols) for i, row in enumerate(value)]
+                    ).reshape(rows, cols)
+
+
+def _read_replicates(value: Any, options: CalibrationOptions) -> Replicates | None:
+    path: Path = ("replicates",)
+    if options.bootstrap is None:
+        if value is not None:
+            raise StateError("expected no replicates without options.bootstrap", path=path,
+                             kind="not_applicable")
+        return None
+    if value is None:
+        raise StateError("expected the replicates of options.bootstrap, got null",
+                         path=path, kind="not_applicable")
+    v = read_object(value, path, Replicates.__dataclass_fields__)
+    r, b = options.bootstrap.n_resamples, options.n_bins
+    streams = read_counts(v["streams"], (*path, "streams"))
+    if np.unique(streams).shape[0] != streams.shape[0]:
+        raise inconsistent("expected distinct streams", (*path, "streams"))
+    reps = Replicates(
+        streams=streams,
+        **{name: read_numbers(v[name], (*path, name), r)
+           for name in ("weight", "nll", "brier", "correct")},
+        **{name: _read_matrix(v[name], (*path, name), r, b)
+           for name in ("bin_weight", "bin_confidence", "bin_outcome")},
+        hits=read_counts(v["hits"], (*path, "hits"), b),
+    )
+    for name in ("weight", "nll", "brier", "correct", "bin_weight", "bin_confidence",
+                 "bin_outcome"):
+        if (getattr(reps, name) < 0).any():
+            raise inconsistent(f"expected sums of non-negative terms ({name})",
+                               (*path, name))
+    return reps
+
+
+def _check_replicates(reps: Replicates, state: CalibrationState, w: float) -> None:
+    """Replicate sums that contradict each other or the bins."""
+    path: Path = ("replicates",)
+    if state.n_samples and reps.streams.shape[0] == 0:
+        raise inconsistent("expected the stream of every batch", (*path, "streams"))
+    rows = reps.bin_weight.sum(axis=1)
+    bad = np.abs(rows - reps.weight) > 1e-9 * np.maximum(rows, reps.weight) + 2.0**-1000
+    if bad.any():
+        raise inconsistent("expected each replicate's bin weights to add up to its weight",
+                           (*path, "bin_weight", int(np.flatnonzero(bad)[0])))
+    for name in ("bin_confidence", "bin_outcome"):
+        check_at_most(getattr(reps, name), reps.bin_weight * (1 + 1e-9), (*path, name),
+                      "expected at most the bin's weight (values in [0, 1])")
+    counts = np.bincount(_cell_bins(state.options.n_bins)[state.histogram.index],
+                         state.histogram.count, minlength=state.options.n_bins)
+    if (reps.hits > counts).any():
+        raise inconsistent("expected at most the bin's count", (*path, "hits"))
 
 
 def _read_histogram(value: Any, options: CalibrationOptions) -> ConfidenceHistogram:
@@ -968,17 +1361,19 @@ def _check_within(lowest: np.ndarray, highest: np.ndarray, lower: np.ndarray,
 
 def _read_per_class(value: Any, options: CalibrationOptions) -> PerClassSums:
     path: Path = ("per_class",)
-    p = read_object(value, path, PerClassSums.__dataclass_fields__)
+    p = read_object(value, path, PerClassSums.__dataclass_fields__, _CLASSWISE_SUMS)
     c, n_bins = options.n_classes, options.n_bins
     cells_path = (*path, "cells")
     q = read_object(p["cells"], cells_path, ClassCells.__dataclass_fields__,
-                    _QUANTILE_CELL_FIELDS)
+                    _QUANTILE_CELL_FIELDS + _CLASSWISE_CELL_FIELDS)
     index = _read_index(q["index"], (*cells_path, "index"), c * n_bins)
     k = index.shape[0]
     quantile = options.binning == "quantile"
     extra: dict[str, Any] = {}
     for name in _QUANTILE_CELL_FIELDS:
         at = (*cells_path, name)
+        if name == "weight" and options.mode == "classwise" and not quantile:
+            continue  # read below, with the class-wise cells
         if not quantile:
             if q[name] is not None:
                 raise StateError("expected null with uniform binning (the class-wise bins "
@@ -992,18 +1387,71 @@ def _read_per_class(value: Any, options: CalibrationOptions) -> PerClassSums:
         else:
             extra[name] = read_pairs(q[name], at, k)
             check_non_negative(extra[name], at, name)
+    classwise = options.mode == "classwise"
+    for name in _CLASSWISE_CELL_FIELDS:
+        at = (*cells_path, name)
+        if not classwise:
+            if q[name] is not None:
+                raise StateError("expected no class-wise cells without mode classwise",
+                                 path=at, kind="not_applicable")
+            extra[name] = None
+        elif q[name] is None:
+            raise StateError("expected the class-wise cells of mode classwise", path=at,
+                             kind="not_applicable")
+        elif name == "confidence":
+            extra[name] = read_pairs(q[name], at, k)
+            check_non_negative(extra[name], at, name)
+        else:
+            extra[name] = read_counts(q[name], at, k)
+    if classwise and not quantile:
+        if q["weight"] is None:
+            raise StateError("expected the cells' weights with mode classwise",
+                             path=(*cells_path, "weight"), kind="not_applicable")
+        extra["weight"] = read_pairs(q["weight"], (*cells_path, "weight"), k)
+        check_non_negative(extra["weight"], (*cells_path, "weight"), "weight")
     cells = ClassCells(index=index, gap=read_pairs(q["gap"], (*cells_path, "gap"), k), **extra)
     if quantile:
         edges = np.arange(n_bins + 1) / n_bins
         b = index % n_bins
         assert cells.min is not None and cells.max is not None
         _check_within(cells.min, cells.max, edges[b], edges[b + 1], b == 0, cells_path)
+    sums: dict[str, Any] = {}
+    for name in _CLASSWISE_SUMS:
+        if (p[name] is None) == (options.mode == "classwise"):
+            raise StateError(f"expected {name} sums exactly with mode classwise",
+                             path=(*path, name), kind="not_applicable")
+        if p[name] is not None:
+            sums[name] = read_pairs(p[name], (*path, name), c)
+            check_non_negative(sums[name], (*path, name), name)
     return PerClassSums(
         count=read_counts(p["count"], (*path, "count"), c),
         **{name: read_pairs(p[name], (*path, name), c)
            for name in ("weight", "correct", "probability")},
         cells=cells,
+        **sums,
     )
+
+
+def _check_class_cells(p: PerClassSums, cells: ClassCells, owner: np.ndarray, c: int,
+                       n: int) -> None:
+    """The class-wise cells of mode classwise against the per-class counts."""
+    path: Path = ("per_class", "cells")
+    assert cells.count is not None and cells.hits is not None
+    assert cells.confidence is not None and cells.weight is not None
+    if (np.bincount(owner, cells.count, minlength=c) != n).any():
+        raise inconsistent(f"expected the cells of every class to count n_samples = {n}",
+                           (*path, "count"))
+    if (cells.hits > cells.count).any():
+        raise inconsistent("expected at most the cell's count", (*path, "hits"))
+    if (np.bincount(owner, cells.hits, minlength=c) != p.count).any():
+        raise inconsistent("expected the hits of class k to add up to its count",
+                           (*path, "hits"))
+    check_at_most(cells.confidence[:, 0], cells.weight[:, 0], (*path, "confidence"),
+                  "expected at most the cell's weight (p_k <= 1)")
+    check_at_most(cells.weight[:, 0], 2.0 * cells.count, (*path, "weight"), _BELOW_TWO)
+    assert p.brier is not None
+    check_at_most(p.brier[:, 0], 2.0 * p.weight[:, 0], ("per_class", "brier"),
+                  "expected at most 2 × the class's weight (a Brier score is <= 2)")
 
 
 def _check_per_class(p: PerClassSums, o: CalibrationOptions, n: int, w: float) -> None:
@@ -1035,12 +1483,14 @@ def _check_per_class(p: PerClassSums, o: CalibrationOptions, n: int, w: float) -
             (*path, "cells", "gap", int(np.flatnonzero(owner == k)[0]) if (owner == k).any()
              else 0),
         )
-    if cells.weight is not None:
-        assert cells.abs_gap is not None
+    if cells.weight is not None and cells.abs_gap is not None:
         check_at_most(np.abs(cells.gap[:, 0]), cells.abs_gap[:, 0], (*path, "cells", "abs_gap"),
                       "expected at least |gap| (the triangle inequality)")
         check_at_most(cells.abs_gap[:, 0], cells.weight[:, 0], (*path, "cells", "abs_gap"),
                       "expected at most the cell's weight (|1[y = k] − p_k| <= 1)")
+    if cells.count is not None:
+        _check_class_cells(p, cells, owner, o.n_classes, n)
+    if cells.weight is not None:
         per_class_weight = np.bincount(owner, cells.weight[:, 0], minlength=o.n_classes)
         off = np.abs(per_class_weight - w) > TOLERANCE * w + 2.0**-1000
         if off.any():

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.api.body import JsonBody, SettingsDep, parse_request
+from app.api.limits import check_answer_elements
 from app.api.openapi import json_request_body
 from app.api.schemas.calibration import (
     CalibrationData,
     CalibrationRequest,
     CalibrationResponse,
 )
-from app.api.schemas.common import ERROR_RESPONSES
+from app.api.schemas.common import ERROR_RESPONSES, option_values
 from app.api.states import answer
 from app.settings import Settings
 from xentropy._validation import InputError
@@ -38,13 +39,20 @@ def _check_bins(req: CalibrationData, settings: Settings) -> None:
             f"service's XENTROPY_MAX_CLASS_BINS), got {n_classes} × {n_bins}",
             kind="out_of_range",
         )
+    if getattr(req, "mode") == "classwise":  # noqa: B009
+        # Every class's every bin is in the answer then (8 numbers each, with intervals).
+        check_answer_elements(req, settings, CLASS_BIN_NUMBERS * n_classes * n_bins)
+
+
+#: Numbers per class-wise bin in an answer (edges, count, weight, means, interval).
+CLASS_BIN_NUMBERS = 8
 
 
 def _report(req: CalibrationData, settings: Settings) -> CalibrationResult:
     _check_bins(req, settings)
     return calibration_report(
         req.probabilities, req.labels, logits=req.logits, sample_weights=req.sample_weights,
-        **{name: getattr(req, name) for name in CALIBRATION_PARAMS},
+        **option_values(req, CALIBRATION_PARAMS),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -111,6 +111,15 @@ class CalibrationBinOut(BaseModel):
         description="Top-label accuracy (binary input: observed frequency of class 1); "
         "null for an empty bin."
     )
+    accuracy_interval: Interval | None = Field(
+        None,
+        description="With `confidence_level`: the Clopper–Pearson interval (Clopper & "
+        "Pearson 1934) of the bin's unweighted count k of correct predictions (binary: "
+        "positives) among its n = `count` samples: [B⁻¹(α/2; k, n − k + 1), "
+        "B⁻¹(1 − α/2; k + 1, n − k)], B⁻¹ the beta quantile, α = 1 − confidence_level "
+        '(`scipy.stats.binomtest(k, n).proportion_ci(confidence_level, method="exact")`). '
+        "Absent for an empty bin or without `confidence_level`.",
+    )
 
 
 class ClassCalibrationOut(BaseModel):
@@ -124,6 +133,104 @@ class ClassCalibrationOut(BaseModel):
     mean_probability: float = Field(description="Mean of p_k over all samples.")
     recall: float | None = Field(description="Share of class-k samples predicted as k.")
     ece: float = Field(description="Class-wise ECE of p_k against the indicator label == k.")
+    nll: float | None = Field(
+        None,
+        description='With `mode: "classwise"`: mean NLL (in `units`) of the samples labelled '
+        "k, so that Σ_k count_k · nll_k / N = `nll` (weighted: Σ_k W_k nll_k / W); null when "
+        "they weigh 0.",
+    )
+    brier: float | None = Field(
+        None,
+        description='With `mode: "classwise"`: mean Brier score of the samples labelled k '
+        "(Σ_k count_k · brier_k / N = `brier`); null when they weigh 0.",
+    )
+    mce: float | None = Field(
+        None, description='With `mode: "classwise"`: MCE of p_k against label == k.'
+    )
+    rmsce: float | None = Field(
+        None, description='With `mode: "classwise"`: RMSCE of p_k against label == k.'
+    )
+    bins: list[CalibrationBinOut] | None = Field(
+        None,
+        description='With `mode: "classwise"`: every bin of p_k against label == k (same '
+        "binning as the request; quantile edges are those of p_k).",
+    )
+
+
+class EstimatesOut(BaseModel):
+    """The requested estimators, each computed on the top-label confidence (binary: p)."""
+
+    ece_debiased: float | None = Field(
+        None,
+        description="Kumar, Liang & Ma (2019), “Verified uncertainty calibration”: "
+        "sqrt(max(Σ_b (n_b/N)[(conf_b − acc_b)² − acc_b(1 − acc_b)/(n_b − 1)], 0)) over the "
+        "request's bins with n_b ≥ 2 (N counts every bin): the plug-in squared gap minus "
+        "the variance of acc_b. Oracle: `calibration.get_calibration_error(probs, labels, "
+        "p=2, debias=True)` of `uncertainty-calibration` on the same bins.",
+    )
+    ece_sweep: float | None = Field(
+        None,
+        description="Roelofs, Cain, Shlens & Mozer (2022), “Mitigating bias in calibration "
+        "error estimation”: Σ_j (n_j/N)|acc_j − conf_j| over b equal-mass bins, b the "
+        "largest count (at most 1000) such that the bin accuracies are non-decreasing for "
+        "every count 1..b (the sweep stops at the first count that breaks monotonicity).",
+    )
+    smooth_ece: float | None = Field(
+        None,
+        description="Błasiok & Nakkiran (2023), “Smooth ECE: principled reliability diagrams "
+        "via kernel smoothing”: Σ_t |r̂(t)| δ(t) / Σ_t δ(t) over t in [0, 1], with "
+        "δ(t) = Σ_i K_σ(t, c_i) + 10⁻⁴ and r̂(t) = Σ_i K_σ(t, c_i)(c_i − y_i) / δ(t) for the "
+        "Gaussian kernel K_σ reflected at 0 and 1, at relplot's bandwidth (the smallest σ "
+        "of its bisection with σ ≥ smECE_σ). Oracle: `relplot.smECE`.",
+    )
+
+
+Interval = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class IntervalsOut(BaseModel):
+    """Percentile bootstrap intervals [lower, upper] (Efron & Tibshirani 1993): the
+    α/2 and 1 − α/2 quantiles (linear interpolation) of the statistic over the replicates,
+    each recomputing it on the reweighted samples over the whole sample's bin edges.
+    A statistic without a replicate of positive weight has none."""
+
+    nll: Interval | None = Field(None, description="Of `nll`, in `units`.")
+    brier: Interval | None = Field(None, description="Of `brier`.")
+    accuracy: Interval | None = Field(None, description="Of `accuracy`.")
+    ece: Interval | None = Field(None, description="Of `ece`.")
+    mce: Interval | None = Field(None, description="Of `mce`.")
+    rmsce: Interval | None = Field(None, description="Of `rmsce`.")
+    ace: Interval | None = Field(None, description="Of `ace`.")
+    ece_debiased: Interval | None = Field(None, description="With that estimator.")
+    ece_sweep: Interval | None = Field(None, description="With that estimator.")
+    smooth_ece: Interval | None = Field(None, description="With that estimator.")
+
+
+class RiskCoveragePointOut(BaseModel):
+    """Keeping the samples whose confidence is at least `threshold`."""
+
+    coverage: float = Field(description="The (weighted) share of the samples kept.")
+    risk: float = Field(description="The top-label error rate of the samples kept.")
+    threshold: float = Field(description="The lowest confidence kept.")
+
+
+class SelectiveOut(BaseModel):
+    """Selective prediction (Geifman & El-Yaniv 2017): samples ranked by top-label
+    confidence, descending, tied confidences entering together."""
+
+    aurc: float = Field(
+        description="Σ over tie groups g, in that order, of (n_g / N) × the error rate of "
+        "every sample retained up to and including g (Geifman, Uziel & El-Yaniv 2019)."
+    )
+    e_aurc: float = Field(description="`aurc` − `optimal_aurc`.")
+    optimal_aurc: float = Field(
+        description="r + (1 − r) ln(1 − r) for the overall error rate r: the AURC of a "
+        "perfect ranking (Geifman et al. 2019)."
+    )
+    curve: list[RiskCoveragePointOut] = Field(
+        description="At most `n_points` points, coverage increasing to 1: every tie group, "
+        "or the first group reaching each of `n_points` evenly spaced coverages."
+    )
 
 
 class TemperatureOut(BaseModel):
@@ -183,6 +290,14 @@ class CalibrationResponse(BaseModel):
     units: Units = Field(description="Units of `nll`, as requested.")
     binning: Binning = Field(description="The binning that was used, as requested.")
     n_bins: int = Field(description="The number of bins, as requested.")
+    classwise_ece: float | None = Field(
+        None,
+        description='With `mode: "classwise"`: (1/C) Σ_k `per_class[k].ece` (Kull et al. '
+        "2019; Kumar et al. 2019's marginal calibration error).",
+    )
+    estimates: EstimatesOut | None = Field(None, description="With `estimators`.")
+    intervals: IntervalsOut | None = Field(None, description="With `confidence_level`.")
+    selective: SelectiveOut | None = Field(None, description="With `risk_coverage`.")
     approximate: list[ApproximationOut] | None = Field(
         None,
         description="Only in a result finalized from states (`/v1/merge`): the statistics "

@@ -25,6 +25,7 @@ from pydantic_core import core_schema
 from app.api.codec import DTYPES, ArraySpec, decode_array
 from xentropy._validation import InputError, Param, check_exactly_one
 from xentropy.calibration import CALIBRATION_PARAMS
+from xentropy.calibration.intervals import INTERVAL_PARAMS
 from xentropy.options import CATEGORICAL_PARAMS
 
 M = TypeVar("M", bound=BaseModel)
@@ -43,6 +44,9 @@ if TYPE_CHECKING:  # the enums are made from the tables at import time; mypy see
     Units: TypeAlias = StrEnum
     Convention: TypeAlias = StrEnum
     Binning: TypeAlias = StrEnum
+    CalibrationMode: TypeAlias = StrEnum
+    Estimator: TypeAlias = StrEnum
+    BootstrapMethod: TypeAlias = StrEnum
 else:
     Reduction = choice_enum(
         "Reduction", "How per-sample values are combined (PyTorch ``reduction``).",
@@ -65,6 +69,20 @@ else:
         "Binning",
         "Equal-width bins, or equal-mass bins whose edges are quantiles of the confidence.",
         CALIBRATION_PARAMS["binning"],
+    )
+    CalibrationMode = choice_enum(
+        "CalibrationMode",
+        "Top-label calibration, or also every class's probability against its indicator.",
+        CALIBRATION_PARAMS["mode"],
+    )
+    Estimator = choice_enum(
+        "Estimator", "An estimator of the calibration error beyond the plug-in ECE.",
+        CALIBRATION_PARAMS["estimators"],
+    )
+    BootstrapMethod = choice_enum(
+        "BootstrapMethod",
+        "Independent Poisson(1) weights (mergeable), or N draws with replacement.",
+        INTERVAL_PARAMS["method"],
     )
 
 
@@ -367,7 +385,8 @@ class ExactlyOneInput(RequestModel):
 #: Every enum generated from a table, by its choices (one component per set of choices).
 ENUMS: dict[tuple[str, ...], type[StrEnum]] = {
     enum_choices: enum
-    for enum in (Reduction, Normalization, Units, Convention, Binning)
+    for enum in (Reduction, Normalization, Units, Convention, Binning, CalibrationMode,
+                 Estimator, BootstrapMethod)
     for enum_choices in [tuple(member.value for member in enum)]
 }
 
@@ -397,6 +416,16 @@ def option_fields(params: dict[str, Param]) -> dict[str, Any]:
             enum = ENUMS[param.choices]
             fields[name] = (enum, option(enum(param.default), param.doc))
             continue
+        if param.kind == "choices":
+            item = Annotated[ENUMS[param.choices], Field(strict=False)]  # type: ignore[valid-type,name-defined]
+            fields[name] = (list[item], Field(list(param.default), description=param.doc))
+            continue
+        if param.kind == "object":
+            sub: Any = object_model(name, param)
+            annotation = StrictBool | sub if param.flag else sub
+            fields[name] = (annotation | None if param.default is None else annotation,
+                            Field(param.default, description=param.doc))
+            continue
         if param.kind == "boolean":
             annotation = StrictBool
         elif param.kind == "number":
@@ -412,6 +441,34 @@ def option_fields(params: dict[str, Param]) -> dict[str, Any]:
             annotation = annotation | None
         fields[name] = (annotation, Field(param.default, description=param.doc))
     return fields
+
+
+_OBJECT_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def object_model(name: str, param: Param) -> type[BaseModel]:
+    """The sub-model (an OpenAPI component, ``bootstrap`` -> ``BootstrapOptions``) of an
+    object option: its fields from the row's ``fields``, unknown keys refused; bounds are
+    documented here and checked by the library, as for every option."""
+    if name not in _OBJECT_MODELS:
+        title = "".join(part.title() for part in name.split("_")) + "Options"
+        # RequestModel's rules (strict, unknown keys refused, and a flood of them refused
+        # as one error), a title of its own.
+        _OBJECT_MODELS[name] = create_model(
+            title,
+            __base__=RequestModel,
+            __doc__=param.doc,
+            **option_fields(dict(param.fields)),
+        )
+        _OBJECT_MODELS[name].model_config["title"] = title
+    return _OBJECT_MODELS[name]
+
+
+def option_values(req: BaseModel, params: dict[str, Param]) -> dict[str, Any]:
+    """The options of a parsed request as the library takes them (sub-models as dicts)."""
+    values = {name: getattr(req, name) for name in params}
+    return {name: value.model_dump() if isinstance(value, BaseModel) else value
+            for name, value in values.items()}
 
 
 def request_model(base: type[M], params: dict[str, Param]) -> type[M]:

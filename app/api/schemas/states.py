@@ -282,6 +282,56 @@ class CalibrationStateOptions(BaseModel):
         None,
         description="The NLL's clipping margin of probabilities; null with logits." + _NULL,
     )
+    mode: Literal["classwise"] | None = Field(
+        None,
+        description='`"classwise"` when the state holds the class-wise bins and per-class '
+        "NLL and Brier sums (uniform binning only); absent: top-label." + _NULL,
+    )
+    estimators: Annotated[list[Literal["ece_debiased"]],
+                          Field(min_length=1, max_length=1)] | None = Field(
+        None,
+        description="The estimators the state gives exactly (from its uniform bins): "
+        "`ece_debiased`. `ece_sweep` and `smooth_ece` re-bin or smooth the samples "
+        "themselves, so a merged result has none." + _NULL,
+    )
+    bootstrap: CalibrationStateBootstrap | None = Field(
+        None, description="Poisson bootstrap replicates held (uniform binning)." + _NULL
+    )
+
+
+class CalibrationStateBootstrap(BaseModel):
+    """What Poisson replicates must share to merge (each batch has its own stream)."""
+
+    model_config = _STATE
+
+    confidence_level: float = Field(gt=0.0, lt=1.0, description="Coverage of the intervals.")
+    n_resamples: int = Field(ge=1, le=10_000, description="R, the replicates.")
+    seed: Count = Field(description="The resampling seed.")
+
+
+class CalibrationReplicates(BaseModel):
+    """Sums of R Poisson bootstrap replicates over the uniform bins (weights divided by
+    2**weight_exponent): replicate r of merged states is the sum of their replicates r.
+    Plain numbers (not compensated: percentiles of replicates need no more)."""
+
+    model_config = _STATE
+
+    streams: list[Count] = Field(
+        description="The resampling streams (`bootstrap.stream`) of the batches merged, "
+        "distinct: give each batch its own (its index, a day number...); merging states "
+        "that share one is a 422."
+    )
+    weight: list[float] = Field(description="Σ v per replicate (R).")
+    nll: list[float] = Field(description="Σ v·NLL (nats) per replicate.")
+    brier: list[float] = Field(description="Σ v·Brier per replicate.")
+    correct: list[float] = Field(description="Σ v·correct per replicate.")
+    bin_weight: list[list[float]] = Field(description="Σ v per replicate and bin (R×B).")
+    bin_confidence: list[list[float]] = Field(description="Σ v·confidence per replicate and bin.")
+    bin_outcome: list[list[float]] = Field(description="Σ v·outcome per replicate and bin.")
+    hits: list[Count] = Field(
+        description="Unweighted count of outcomes 1 per bin (the bins' Clopper–Pearson "
+        "intervals)."
+    )
 
 
 class CalibrationTotals(BaseModel):
@@ -339,6 +389,15 @@ class ClassCells(BaseModel):
         None,
         description="The largest p_k per cell; quantile binning only (else null)." + _NULL,
     )
+    count: list[Count] | None = Field(
+        None, description='Samples per cell; mode "classwise" only.' + _NULL
+    )
+    confidence: list[Pair] | None = _pairs(
+        'Σw·p_k per cell; mode "classwise" only.' + _NULL, default=None
+    )
+    hits: list[Count] | None = Field(
+        None, description='Samples with y = k per cell; mode "classwise" only.' + _NULL
+    )
 
 
 class PerClassSums(BaseModel):
@@ -351,6 +410,13 @@ class PerClassSums(BaseModel):
     correct: list[Pair] = _pairs("Σw·correct of the samples labelled k.")
     probability: list[Pair] = _pairs("Σw·p_k over all samples.")
     cells: ClassCells = Field(description="The class-wise bins.")
+    nll: list[Pair] | None = _pairs(
+        'Σw·NLL (nats) of the samples labelled k; mode "classwise" only.' + _NULL,
+        default=None,
+    )
+    brier: list[Pair] | None = _pairs(
+        'Σw·Brier of the samples labelled k; mode "classwise" only.' + _NULL, default=None
+    )
 
 
 class CalibrationState(BaseModel):
@@ -374,6 +440,9 @@ class CalibrationState(BaseModel):
     histogram: ConfidenceHistogram = Field(description="The confidence histogram.")
     per_class: PerClassSums | None = Field(
         None, description="Multi-class input; null for binary." + _NULL
+    )
+    replicates: CalibrationReplicates | None = Field(
+        None, description="With `confidence_level`: the Poisson bootstrap replicates." + _NULL
     )
 
 

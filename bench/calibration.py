@@ -1,0 +1,80 @@
+"""`python -m bench calibration-extras`: /v1/calibration with issue 13's additions against
+the plain report on the same batch, and the peak memory of the worst case just under the
+limits.
+
+One fresh uvicorn worker per request body; the batch is sent as encoded float32 logits
+(int32 labels), so that 10^6 × 10 fits the 64 MiB body limit and the parse is the same
+for both. `groups` (issue 13 item 9's third option) is not on this branch: the figure is
+measured without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+import numpy as np
+import orjson
+
+from bench._util import peak_rss_bytes, rss_bytes, uvicorn_server
+
+OURS = "app.main:app"
+JSON = {"content-type": "application/json"}
+EXTRAS = {"mode": "classwise", "confidence_level": 0.95,
+          "bootstrap": {"n_resamples": 1000, "method": "poisson"}}
+
+
+def _encoded(a: np.ndarray, dtype: str) -> dict[str, object]:
+    arr = np.ascontiguousarray(a, dtype=dtype)
+    return {"dtype": dtype, "shape": list(arr.shape),
+            "data": base64.b64encode(arr.tobytes()).decode("ascii")}
+
+
+def _body(n: int, c: int, extra: dict[str, object], seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, c)) * 2.0
+    # Labels drawn from a tempered softmax: an overconfident model, every class present.
+    p = np.exp(0.7 * z)
+    p /= p.sum(axis=1, keepdims=True)
+    y = (p.cumsum(axis=1) < rng.uniform(size=(n, 1))).sum(axis=1).clip(0, c - 1)
+    return orjson.dumps({"logits": _encoded(z, "float32"), "labels": _encoded(y, "int32"),
+                         **extra})
+
+
+def _timed(body: bytes) -> tuple[float, int, int]:
+    """Wall time of one request to a fresh worker, its idle and peak RSS."""
+    with uvicorn_server(OURS) as (url, proc), httpx.Client(timeout=600) as client:
+        warm = client.post(url + "/v1/calibration", content=_body(1000, 10, {}), headers=JSON)
+        assert warm.status_code == 200, warm.text[:300]
+        idle = rss_bytes(proc.pid)
+        start = time.perf_counter()
+        r = client.post(url + "/v1/calibration", content=body, headers=JSON)
+        elapsed = time.perf_counter() - start
+        assert r.status_code == 200, r.text[:300]
+        return elapsed, idle, peak_rss_bytes(proc.pid)
+
+
+def extras(quick: bool = False) -> list[str]:
+    n = 100_000 if quick else 1_000_000
+    mb = 1024 * 1024
+    lines = [f"calibration-extras: /v1/calibration on {n}x10 (encoded float32), one fresh "
+             "worker per request"]
+    plain_body = _body(n, 10, {})
+    plain, _, plain_peak = _timed(plain_body)
+    extra, idle, peak = _timed(_body(n, 10, EXTRAS))
+    lines.append(f"  plain report                            {plain * 1e3:10.0f} ms  "
+                 f"peak RSS {plain_peak / mb:6.0f} MiB")
+    lines.append(f"  classwise + 95% intervals (1000 Poisson) {extra * 1e3:10.0f} ms  "
+                 f"peak RSS {peak / mb:6.0f} MiB  ratio {extra / plain:5.2f}  target <= 10 "
+                 "(without groups)")
+    if not quick:
+        # The worst case under the limits: the largest 10-class batch whose encoded body
+        # fits 64 MiB (float32 logits + int32 labels, base64: 4/3 × 44 bytes per row).
+        rows = (64 * mb - 4096) * 3 // 4 // 44
+        body = _body(rows, 10, {**EXTRAS, "estimators": ["ece_debiased"]})
+        worst, idle, peak = _timed(body)
+        lines.append(f"  worst case {rows}x10, body {len(body) / mb:5.1f} MiB: "
+                     f"{worst * 1e3:8.0f} ms  idle {idle / mb:4.0f} MiB  peak "
+                     f"{peak / mb:5.0f} MiB  (peak-idle)/body {(peak - idle) / len(body):5.2f}")
+    return lines
