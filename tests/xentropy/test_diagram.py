@@ -321,3 +321,19 @@ def test_librsvg_renders_the_diagrams_without_complaint(tmp_path: Path) -> None:
         root = ET.fromstring(svg)
         assert (width, height) == (math.ceil(float(root.get("width"))),
                                    math.ceil(float(root.get("height"))))
+
+
+def test_a_report_with_intervals_and_smooth_ece_draws_its_own_overlays() -> None:
+    """The report's own accuracy_interval and smooth curve give the diagram that the data's
+    overlays give (two computations: the report's, and diagram_overlays' from the data)."""
+    z, y = _multiclass(300, 4, seed=3)
+    plain = calibration_report(logits=z, labels=y, n_bins=8)
+    full = calibration_report(logits=z, labels=y, n_bins=8, confidence_level=0.9,
+                              bootstrap={"n_resamples": 20}, estimators=["smooth_ece"])
+    ov = diagram_overlays(logits=z, labels=y, bins=plain.bins, confidence_level=0.9,
+                          smooth=True)
+    expected = reliability_diagram(plain, intervals=ov.intervals, confidence_level=0.9,
+                                   smooth=ov.smooth)
+    assert reliability_diagram(full) == expected
+    assert reliability_diagrams([full], ["a"]) == reliability_diagrams(
+        [plain], ["a"], intervals=[ov.intervals], confidence_level=0.9, smooth=[ov.smooth])

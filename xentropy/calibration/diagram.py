@@ -319,6 +319,24 @@ def _document(width: float, height: float, title: str, body: list[str]) -> str:
 # --------------------------------------------------------------------------- renderers
 
 
+def _own_overlays(
+    result: CalibrationResult,
+) -> tuple[tuple[Interval | None, ...] | None, float | None, SmoothECE | None]:
+    """What ``result`` carries for the overlays: each bin's ``accuracy_interval`` (a
+    report with ``confidence_level``) and the smooth curve (with ``estimators``
+    containing ``"smooth_ece"``); ``None`` for what it does not carry."""
+    from xentropy.calibration.estimators import SmoothECE
+
+    intervals = level = smooth = None
+    if result.intervals is not None:
+        intervals = tuple(b.accuracy_interval for b in result.bins)
+        level = result.intervals.confidence_level
+    e = result.estimates
+    if e is not None and e.smooth_curve is not None and e.smooth_ece is not None:
+        smooth = SmoothECE(e.smooth_ece, float(e.smooth_bandwidth or 0.0), e.smooth_curve)
+    return intervals, level, smooth
+
+
 def reliability_diagram(
     result: CalibrationResult,
     *,
@@ -340,6 +358,10 @@ def reliability_diagram(
         over the bars and its ``ece`` written in the legend.
       title: the figure's title (escaped).
 
+    Without ``intervals`` and ``smooth``, the result's own are drawn: the bins'
+    ``accuracy_interval`` (a report with ``confidence_level``) and the smooth curve (with
+    ``estimators=["smooth_ece"]``).
+
     Returns:
       an SVG document (560 × 640), deterministic: the same arguments give the same text.
       A value v in [0, 1] is drawn at x = 78 + 452·v and, in the reliability panel,
@@ -354,6 +376,8 @@ def reliability_diagram(
     >>> svg.count('class="bar"'), svg.count('class="interval"'), "ECE = 8.75%" in svg
     (2, 2, True)
     """
+    if intervals is None and smooth is None:
+        intervals, confidence_level, smooth = _own_overlays(result)
     if intervals is not None:
         _check_intervals(result.bins, intervals, "intervals")
     if smooth is not None:
@@ -404,6 +428,10 @@ def reliability_diagrams(
         if seq is not None and len(seq) != n:
             raise InputError(name, f"expected one entry per result ({n}), got {len(seq)}",
                              kind="shape_mismatch")
+    if intervals is None and smooth is None:
+        own = [_own_overlays(r) for r in results]
+        intervals, smooth = [o[0] for o in own], [o[2] for o in own]
+        confidence_level = next((o[1] for o in own if o[1] is not None), confidence_level)
     ivs = [None] * n if intervals is None else list(intervals)
     sms = [None] * n if smooth is None else list(smooth)
     for i in range(n):
