@@ -22,6 +22,7 @@ from xentropy._validation import (
     check_labels,
     check_range,
 )
+from xentropy._wire import KEY, OPTIONAL_FIELD
 from xentropy.calibration.binning import (
     BINNING,
     N_BINS,
@@ -78,7 +79,7 @@ class ClassCalibration:
       ece: class-wise ECE of p_k against the indicator ``label == k``, same binning scheme.
     """
 
-    class_index: int
+    class_index: int = field(metadata={KEY: "class"})
     count: int
     frequency: float
     mean_probability: float
@@ -164,8 +165,9 @@ class CalibrationResult:
     units: str
     binning: str
     n_bins: int
-    approximate: tuple[Approximation, ...] | None = None
-    state: CalibrationState | None = field(default=None, repr=False)
+    approximate: tuple[Approximation, ...] | None = field(default=None,
+                                                         metadata=OPTIONAL_FIELD)
+    state: CalibrationState | None = field(default=None, repr=False, metadata=OPTIONAL_FIELD)
 
 
 def calibration_report(
