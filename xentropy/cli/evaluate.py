@@ -109,7 +109,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def configure(p: argparse.ArgumentParser) -> None:
     files = p.add_argument_group("inputs (a .npy, .parquet or .csv file, a directory or a glob)")
-    files.add_argument("--probabilities", required=True, metavar="FILE",
+    files.add_argument("--probabilities", metavar="FILE",
                        help="N (binary: probability of class 1) or N×C predictions")
     files.add_argument("--logits", nargs="?", const=True, default=None, metavar="FILE",
                        help="the --probabilities file holds logits; or --logits FILE in "
@@ -229,7 +229,7 @@ def _calibration(job: Job, data: dict[str, np.ndarray]) -> State:
 
 
 def _divergences(job: Job, data: dict[str, np.ndarray]) -> State:
-    q: dict[str, Any] = {"q_logits": data["probabilities"]} if job.logits else {"q": data["probabilities"]}
+    q: dict[str, Any] = {"q_logits" if job.logits else "q": data["probabilities"]}
     return xentropy.state(xentropy.divergences(
         data["targets"], return_state=True, **q, **job.options["divergences"]
     ))
@@ -279,7 +279,13 @@ def plan(args: argparse.Namespace) -> tuple[Job, list[Chunk]]:
     logits = args.logits is not None
     predictions = args.probabilities
     if isinstance(args.logits, str):
+        if predictions is not None:
+            raise BadInput("--logits", "give the predictions once: --logits FILE, or "
+                           "--probabilities FILE with --logits")
         predictions = args.logits
+    if predictions is None:
+        raise BadInput("--probabilities", "expected the predictions: --probabilities FILE "
+                       "(or --logits FILE)")
     paths = {"probabilities": predictions, "labels": args.labels,
              "sample_weights": args.sample_weights, "targets": args.targets}
     inputs = {
@@ -471,8 +477,10 @@ def _rows(pairs: list[tuple[str, str]]) -> str:
 def summary(job: Job, n_rows: int, n_chunks: int, results: dict[str, Any]) -> str:
     """The readable table printed on stdout."""
     what = "logits" if job.logits else "probabilities"
+    files = job.inputs["probabilities"].files
+    shown = files[0] if len(files) == 1 else f"{len(files)} files, {files[0]} to {files[-1]}"
     out = [f"{n_rows} rows in {n_chunks} chunk{'s' if n_chunks != 1 else ''} "
-           f"({what}: {', '.join(job.inputs['probabilities'].files)})\n"]
+           f"({what}: {shown})\n"]
     if "losses" in results:
         r = results["losses"]
         out.append(f"\nlosses ({'binary' if job.binary else 'categorical'} cross-entropy, "

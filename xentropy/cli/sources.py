@@ -258,10 +258,11 @@ def _csv_rows(path: str, columns: tuple[str, ...] | None, start: int, stop: int,
             found = _LOADTXT_WHERE.search(str(error))
             if found is None:
                 raise BadInput(path, str(error), row=None) from None
+            # numpy counts rows from 0 (from the offset) and the file's columns from 1.
             row, col = int(found.group(1)), int(found.group(2))
             message = str(error)[: found.start()].strip().rstrip(",")
-            raise BadInput(path, message, column=chosen[min(col, len(chosen) - 1)],
-                           row=start + row - 1) from None
+            column = names[col - 1] if 0 < col <= len(names) else None
+            raise BadInput(path, message, column=column, row=start + row) from None
     if out.shape[0] != stop - start:
         raise BadInput(path, f"expected {stop - start} rows from row {start}, got "
                        f"{out.shape[0]}", row=start + out.shape[0])
