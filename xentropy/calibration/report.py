@@ -334,17 +334,28 @@ def _temperature_fit(
     # changed the top label (first index on ties) and so the ECE after scaling.
     scaled = _from_logits(zc / t, y, predicted=model.predicted)
     nll_after = to_units(_mean(wn, scaled.nll), units)
+    ece_after = float(_calibration_error(_top_label(scaled, w, n_bins, binning), "l1")[0])
+    return _temperature_result(t, note, nll, nll_after, ece, ece_after)
+
+
+def _temperature_result(
+    t: float, note: str | None, nll: float, nll_after: float, ece: float, ece_after: float
+) -> TemperatureFit:
+    """The fit T (with its note) and the NLL and ECE at T = 1 and at T (also the Dask
+    adapter's, from its passes over the partitions)."""
     if nll_after > nll and t != 1.0:
         # The fit minimises the exact NLL, so this can only be floating-point noise near
         # T = 1: keep the input as it is rather than report a (tiny) increase.
-        t, nll_after, scaled = 1.0, nll, model
-        note = "the fitted temperature did not lower the NLL in float64; T = 1 is kept"
+        return TemperatureFit(
+            temperature=1.0, nll_before=nll, nll_after=nll, ece_before=ece, ece_after=ece,
+            note="the fitted temperature did not lower the NLL in float64; T = 1 is kept",
+        )
     return TemperatureFit(
         temperature=float(t),
         nll_before=nll,
         nll_after=nll_after,
         ece_before=ece,
-        ece_after=float(_calibration_error(_top_label(scaled, w, n_bins, binning), "l1")[0]),
+        ece_after=ece_after,
         note=note,
     )
 

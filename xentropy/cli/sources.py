@@ -40,6 +40,9 @@ class BadInput(Exception):
         super().__init__(message)
         self.file, self.message, self.column, self.row = file, message, column, row
 
+    def __reduce__(self) -> tuple[Any, ...]:  # Dask worker processes send it back
+        return _bad_input, (self.file, self.message, self.column, self.row)
+
     def __str__(self) -> str:
         where = self.file
         if self.column is not None:
@@ -47,6 +50,10 @@ class BadInput(Exception):
         if self.row is not None:
             where += f", row {self.row}"
         return f"{where}: {self.message}"
+
+
+def _bad_input(file: str, message: str, column: str | None, row: int | None) -> BadInput:
+    return BadInput(file, message, column=column, row=row)
 
 
 @dataclass(frozen=True)
