@@ -357,3 +357,26 @@ def test_scheduler_processes_gives_the_local_answer(tmp_path, capsys):
     err = _error(["--probabilities", str(tmp_path / "bad.npy"), *base, "--scheduler",
                   "processes"], capsys)
     assert f"{tmp_path / 'bad.npy'}, column 0, row 4321:" in err
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("logits", [False, True])
+def test_the_state_alone_is_the_state_of_the_report(binary, logits):
+    from xentropy.calibration import calibration_state_of
+
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(400,) if binary else (400, 5)) * 3
+    y = rng.integers(0, 2 if binary else 5, 400)
+    w = rng.uniform(0, 2, 400)
+    if logits:
+        x = {"logits": z}
+    elif binary:
+        x = {"probabilities": 1 / (1 + np.exp(-z))}
+    else:
+        e = np.exp(z - z.max(1, keepdims=True))
+        x = {"probabilities": e / e.sum(1, keepdims=True)}
+    for options in ({}, {"n_bins": 7, "binning": "quantile", "units": "bits"}):
+        alone = calibration_state_of(labels=y, sample_weights=w, **x, **options)
+        report = xentropy.calibration_report(labels=y, sample_weights=w, return_state=True,
+                                             **x, **options)
+        assert alone.to_json() == report.state.to_json()

@@ -42,6 +42,7 @@ from xentropy.calibration.report import (
     ClassCalibration,
     TemperatureFit,
     calibration_report,
+    calibration_state_of,
 )
 from xentropy.calibration.temperature import (
     MAX_LOGIT_RANGE,
@@ -62,6 +63,7 @@ __all__ = [
     "ClassCalibration",
     "TemperatureFit",
     "calibration_report",
+    "calibration_state_of",
     "fit_temperature",
     "reliability_diagram",
 ]

@@ -16,6 +16,7 @@ Exit codes: 0 done, 2 bad input (the file, the column and the row named).
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import numpy as np
 import xentropy
 from xentropy._divergences import DIVERGENCE_PARAMS
 from xentropy._validation import InputError, Param
-from xentropy.calibration import CALIBRATION_PARAMS
+from xentropy.calibration import CALIBRATION_PARAMS, calibration_state_of
 from xentropy.cli.sources import BadInput, expand, layout, read
 from xentropy.options import BINARY_PARAMS, CATEGORICAL_PARAMS
 from xentropy.states import State, merged_json
@@ -222,9 +223,17 @@ def _losses(job: Job, data: dict[str, np.ndarray]) -> State:
 def _calibration(job: Job, data: dict[str, np.ndarray]) -> State:
     x = data["probabilities"]
     given: dict[str, Any] = {"logits": x} if job.logits else {"probabilities": x}
+    options = job.options["calibration"]
+    if options.keys() <= _STATE_OF_OPTIONS:
+        # The state alone: the chunk's own report (bins, quantile ACE, per-class ECE) would
+        # be thrown away. The same state as calibration_report(..., return_state=True).
+        return calibration_state_of(labels=data["labels"],
+                                    sample_weights=data.get("sample_weights"), **given,
+                                    **options)
+    # An option the state-only path does not know (a row added to the table later).
     return xentropy.state(xentropy.calibration_report(
         labels=data["labels"], sample_weights=data.get("sample_weights"), return_state=True,
-        **given, **job.options["calibration"],
+        **given, **options,
     ))
 
 
@@ -235,6 +244,7 @@ def _divergences(job: Job, data: dict[str, np.ndarray]) -> State:
     ))
 
 
+_STATE_OF_OPTIONS = frozenset(inspect.signature(calibration_state_of).parameters)
 _REPORT: dict[str, Callable[[Job, dict[str, np.ndarray]], State]] = {
     "losses": _losses, "calibration": _calibration, "divergences": _divergences,
 }
