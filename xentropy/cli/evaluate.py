@@ -28,12 +28,16 @@ import xentropy
 from xentropy._divergences import DIVERGENCE_PARAMS
 from xentropy._validation import InputError, Param
 from xentropy.calibration import CALIBRATION_PARAMS, calibration_state_of
-from xentropy.cli.sources import BadInput, expand, layout, read
+from xentropy.cli.sources import BadInput, expand, layout, read, width
 from xentropy.options import BINARY_PARAMS, CATEGORICAL_PARAMS
 from xentropy.states import State, merged_json
 
 REPORTS = ("losses", "calibration", "divergences")
-DEFAULT_CHUNK_ROWS = 1_000_000
+#: The default chunk: this many numbers of predictions (300 000 rows of 10 classes, 24 MB
+#: of float64). Measured on 10^6 × 10: as fast as chunks of 4·10^5 rows and 1.5 to 2×
+#: faster than chunks of 10^6 rows, whose temporaries no longer fit the allocator's
+#: reusable blocks (each chunk maps fresh pages), at a third of their memory.
+DEFAULT_CHUNK_NUMBERS = 3_000_000
 #: Chunk states are merged this many at a time (one flat merge for up to 64 chunks: the
 #: same as one ``/v1/merge`` of their 64 states, so the answer is the same to the bit).
 FAN_IN = 64
@@ -127,8 +131,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     run_group.add_argument("--report", default=None, metavar="LIST",
                            help="comma-separated, of losses, calibration, divergences "
                            "(default: losses,calibration; with --targets also divergences)")
-    run_group.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
-                           help=f"rows per chunk (default {DEFAULT_CHUNK_ROWS}): memory is "
+    run_group.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                           help=f"rows per chunk (default: {DEFAULT_CHUNK_NUMBERS:_} numbers "
+                           "of predictions, e.g. 300_000 rows of 10 classes): memory is "
                            "bounded by the chunk")
     run_group.add_argument("--scheduler", default=None, metavar="SPEC",
                            help="threads, processes or tcp://HOST:PORT: the chunks as a Dask "
@@ -284,8 +289,6 @@ def _columns(text: str | None) -> tuple[str, ...] | None:
 
 def plan(args: argparse.Namespace) -> tuple[Job, list[Chunk]]:
     """The job and its chunks, from the parsed arguments (files checked, rows counted)."""
-    if args.chunk_rows < 1:
-        raise BadInput("--chunk-rows", f"expected a positive number of rows, got {args.chunk_rows}")
     logits = args.logits is not None
     predictions = args.probabilities
     if isinstance(args.logits, str):
@@ -307,11 +310,15 @@ def plan(args: argparse.Namespace) -> tuple[Job, list[Chunk]]:
         raise BadInput("--report", "the divergences report needs --targets (the reference "
                        "distributions p; the predictions are q)")
     first = inputs["probabilities"]
+    c = width(first.files[0], first.columns)
+    chunk_rows = args.chunk_rows or max(1, DEFAULT_CHUNK_NUMBERS // max(c, 1))
+    if chunk_rows < 1:
+        raise BadInput("--chunk-rows", f"expected a positive number of rows, got {chunk_rows}")
     for inp in inputs.values():
         if len(inp.files) != len(first.files):
             raise BadInput(inp.files[0], f"{len(inp.files)} files of {inp.name} for "
                            f"{len(first.files)} of predictions: partitions must match")
-    layouts = {name: [layout(f, inp.columns, args.chunk_rows) for f in inp.files]
+    layouts = {name: [layout(f, inp.columns, chunk_rows) for f in inp.files]
                for name, inp in inputs.items()}
     for name, inp in inputs.items():
         for part, (mine, theirs) in enumerate(zip(layouts[name], layouts["probabilities"],
@@ -321,15 +328,13 @@ def plan(args: argparse.Namespace) -> tuple[Job, list[Chunk]]:
                                f"{first.files[part]} has {theirs.n_rows} rows")
     chunks = []
     for part, lay in enumerate(layouts["probabilities"]):
-        for k, start in enumerate(range(0, lay.n_rows, args.chunk_rows)):
+        for k, start in enumerate(range(0, lay.n_rows, chunk_rows)):
             offsets = {name: layouts[name][part].offsets[k] for name in inputs
                        if layouts[name][part].offsets}
-            chunks.append(Chunk(part, start, min(start + args.chunk_rows, lay.n_rows), offsets))
+            chunks.append(Chunk(part, start, min(start + chunk_rows, lay.n_rows), offsets))
     if not chunks:
         raise BadInput(first.files[0], "no rows to evaluate")
-    head = read(first.files[0], first.columns, 0, 1, layouts["probabilities"][0].offsets[0]
-                if layouts["probabilities"][0].offsets else 0)
-    binary = head.ndim == 1
+    binary = c == 0
     options = _options(args, reports, binary)
     return Job(inputs, logits, binary, reports, options), chunks
 

@@ -115,6 +115,15 @@ def layout(path: str, columns: tuple[str, ...] | None, chunk_rows: int) -> Layou
         raise BadInput(path, f"unreadable: {type(error).__name__}: {error}") from None
 
 
+def width(path: str, columns: tuple[str, ...] | None) -> int:
+    """Numbers per row (0 for one number per row, shape (N,)), from the first row."""
+    if _suffix(path) == ".csv":
+        chosen = _select(path, _csv_header(path), columns)
+        return 0 if len(chosen) == 1 else len(chosen)
+    head = read(path, columns, 0, 1)
+    return 0 if head.ndim == 1 else int(head.shape[1])
+
+
 def read(path: str, columns: tuple[str, ...] | None, start: int, stop: int,
          offset: int = 0) -> np.ndarray:
     """Rows ``[start, stop)`` of ``path``: shape (n,) or (n, C), as stored (float or int);
