@@ -509,7 +509,7 @@ def summary(job: Job, n_rows: int, n_chunks: int, results: dict[str, Any]) -> st
             "accuracy", "mean_confidence", "nll", "brier", "ece", "mce", "rmsce", "ace")]))
         if r.approximate:
             out.append("  approximate: " + ", ".join(
-                f"{a.statistic} ± {a.error_bound:.1e}" for a in r.approximate) + "\n")
+                f"{a.statistic} ± {a.error_bound:.2g}" for a in r.approximate) + "\n")
         out.append(f"\n  {'bin':<15} {'count':>10} {'confidence':>10} {'accuracy':>10} "
                    f"{'gap':>9}\n")
         for b in r.bins:
