@@ -380,3 +380,19 @@ def test_the_state_alone_is_the_state_of_the_report(binary, logits):
         report = xentropy.calibration_report(labels=y, sample_weights=w, return_state=True,
                                              **x, **options)
         assert alone.to_json() == report.state.to_json()
+
+
+def test_uniform_bins_is_the_binary_search():
+    """The arithmetic bin of xentropy.calibration.binning.uniform_bins against numpy's
+    searchsorted over the correctly rounded edges, on every edge and its neighbours."""
+    from xentropy.calibration.binning import MAX_BINS, uniform_bins
+
+    rng = np.random.default_rng(11)
+    for n_bins in [*range(1, 64), 97, 100, 1000, 4096, MAX_BINS]:
+        edges = np.arange(n_bins + 1) / n_bins
+        near = np.concatenate([edges, np.nextafter(edges, -1), np.nextafter(edges, 2),
+                               np.nextafter(np.nextafter(edges, -1), -1)])
+        values = np.clip(np.concatenate([near, rng.random(2000), [0.0, 1.0, 5e-324]]), 0, 1)
+        expected = np.searchsorted(edges[1:-1], values, side="left")
+        assert np.array_equal(uniform_bins(values, n_bins), expected), n_bins
+        assert np.array_equal(uniform_bins(values.reshape(-1, 1), n_bins)[:, 0], expected)
