@@ -396,3 +396,48 @@ def test_uniform_bins_is_the_binary_search():
         expected = np.searchsorted(edges[1:-1], values, side="left")
         assert np.array_equal(uniform_bins(values, n_bins), expected), n_bins
         assert np.array_equal(uniform_bins(values.reshape(-1, 1), n_bins)[:, 0], expected)
+
+
+def test_a_progress_bar_only_on_a_terminal_or_when_asked(tmp_path):
+    """stderr is a pipe here: no bar by default; --progress forces one; --no-progress wins
+    on a terminal (a pseudo-terminal as stderr)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    p, y = _data(300, 3)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", y)
+    base = [sys.executable, "-m", "app", "evaluate", "--probabilities", str(tmp_path / "p.npy"),
+            "--labels", str(tmp_path / "y.npy"), "--chunk-rows", "100"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    quiet = subprocess.run(base, capture_output=True, text=True, env=env, check=True)
+    assert quiet.stderr == "" and "300 rows in 3 chunks" in quiet.stdout
+    forced = subprocess.run([*base, "--progress"], capture_output=True, text=True, env=env,
+                            check=True)
+    assert "300/300" in forced.stderr and forced.stdout == quiet.stdout
+
+    def on_a_terminal(extra: list[str]) -> str:
+        leader, follower = pty.openpty()
+        # 80 columns (a new pseudo-terminal has 0, where tqdm draws an empty bar)
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        try:
+            subprocess.run([*base, *extra], stdout=subprocess.DEVNULL, stderr=follower,
+                           env=env, check=True)
+            os.close(follower)
+            chunks = []
+            while True:
+                try:
+                    data = os.read(leader, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            return b"".join(chunks).decode(errors="replace")
+        finally:
+            os.close(leader)
+
+    assert "300/300" in on_a_terminal([])
+    assert on_a_terminal(["--no-progress"]) == ""
