@@ -441,3 +441,20 @@ def test_a_progress_bar_only_on_a_terminal_or_when_asked(tmp_path):
 
     assert "300/300" in on_a_terminal([])
     assert on_a_terminal(["--no-progress"]) == ""
+
+
+def test_arguments_that_cannot_work_exit_2_before_any_work(tmp_path, capsys):
+    p, y = _data(200, 3)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", y)
+    base = ["--probabilities", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy")]
+    assert "--diagram: the diagram is drawn from the calibration report" in _error(
+        [*base, "--report", "losses", "--diagram", str(tmp_path / "d.svg")], capsys)
+    assert "--report: the divergences report needs --targets" in _error(
+        [*base, "--report", "divergences"], capsys)
+    assert "--report: expected some of losses, calibration, divergences, got 'loss'" in _error(
+        [*base, "--report", "loss"], capsys)
+    assert "--logits: give the predictions once" in _error(
+        [*base, "--logits", str(tmp_path / "p.npy")], capsys)
+    code, out, err = _run([*base, "--output", str(tmp_path / "no" / "r.json")], capsys)
+    assert code == 2 and f"{tmp_path / 'no' / 'r.json'}: cannot write" in err

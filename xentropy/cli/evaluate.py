@@ -261,9 +261,7 @@ _FIELDS = {"probabilities": "probabilities", "logits": "probabilities", "q": "pr
 
 def _located(error: InputError, job: Job, chunk: Chunk) -> Exception:
     """The library's error, at the file row (its positions are relative to the chunk)."""
-    name = _FIELDS.get(error.field)
-    if error.field == "targets" and "targets" not in job.inputs:
-        name = "labels"  # binary losses: the labels are the targets
+    name = _FIELDS.get(error.field)  # binary losses: the labels are their targets
     if name is None or name not in job.inputs:
         return BadInput(f"--{error.field.replace('_', '-')}", error.message)
     inp = job.inputs[name]
@@ -306,6 +304,9 @@ def plan(args: argparse.Namespace) -> tuple[Job, list[Chunk]]:
         for name, path in paths.items() if path is not None
     }
     reports = _reports(args.report, "targets" in inputs)
+    if args.diagram and "calibration" not in reports:
+        raise BadInput("--diagram", "the diagram is drawn from the calibration report, which "
+                       "--report leaves out")
     if "divergences" in reports and "targets" not in inputs:
         raise BadInput("--report", "the divergences report needs --targets (the reference "
                        "distributions p; the predictions are q)")
@@ -452,16 +453,16 @@ def run(args: argparse.Namespace) -> int:
     except InputError as error:  # a merge or a finalize overflowing float64
         print(f"xentropy evaluate: error: {error}", file=sys.stderr)
         return 2
-    if args.output:
-        with open(args.output, "wb") as f:
-            f.write(dumps(answers))
-    if args.diagram:
-        if "calibration" not in results:
-            print("xentropy evaluate: error: --diagram needs the calibration report",
-                  file=sys.stderr)
-            return 2
-        with open(args.diagram, "w", encoding="utf-8") as f:
-            f.write(xentropy.reliability_diagram(results["calibration"]))
+    for path, content in ((args.output, lambda: dumps(answers)), (args.diagram, lambda: (
+            xentropy.reliability_diagram(results["calibration"]).encode()))):
+        if path:
+            try:
+                with open(path, "wb") as f:
+                    f.write(content())
+            except OSError as error:
+                print(f"xentropy evaluate: error: {path}: cannot write: {error.strerror}",
+                      file=sys.stderr)
+                return 2
     sys.stdout.write(summary(job, n_rows, len(chunks), results))
     return 0
 
