@@ -8,13 +8,14 @@ import platform
 
 import numpy as np
 
-from bench import core, service
+from bench import cluster, core, service
 
 SECTIONS = {
     "core": core.run,
     "json": service.json_and_encoded,
     "small": service.small_requests,
     "memory": service.memory,
+    "dask": cluster.run,
 }
 
 
