@@ -9,7 +9,7 @@ import platform
 
 import numpy as np
 
-from bench import core, evaluate, service
+from bench import cluster, core, evaluate, service
 
 SECTIONS = {
     "core": core.run,
@@ -17,6 +17,7 @@ SECTIONS = {
     "small": service.small_requests,
     "memory": service.memory,
     "evaluate": evaluate.run,
+    "dask": cluster.run,
 }
 
 

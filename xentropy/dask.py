@@ -62,6 +62,8 @@ from xentropy.calibration.metrics import _from_logits
 from xentropy.calibration.report import CALIBRATION_PARAMS, _temperature_result
 from xentropy.calibration.temperature import (
     CONSTANT_NOTE,
+    TEMPERATURE_MAX,
+    TEMPERATURE_MIN,
     _centred_logits,
     _newton,
     _per_sample_terms,
@@ -476,11 +478,18 @@ def fit_temperature(logits: Any, labels: Any, *, sample_weights: Any = None
         return 1.0, CONSTANT_NOTE
     k = _scale_exponent(max(s[2] for s in totals))
     terms = dask.delayed(_temperature_terms, pure=True)
+    # The Newton loop's first three evaluations (the two bounds, then T = 1) in one pass.
+    known: dict[float, tuple[float, float]] = {}
+    first = [math.exp(-math.log(TEMPERATURE_MAX)), math.exp(-math.log(TEMPERATURE_MIN)), 1.0]
 
     def evaluate(beta: float) -> tuple[float, float]:
-        pairs = dask.compute(*[terms(names, weight, k, beta, *blocks) for blocks in partitions])
-        first, second = _compensated.merge_pairs(np.array(pairs)).sum(axis=-1)
-        return float(first), float(second)
+        if beta not in known:
+            betas = first if not known else [beta]
+            pairs = dask.compute(*[terms(names, weight, k, betas, *blocks)
+                                   for blocks in partitions])
+            sums = _compensated.merge_pairs(np.array(pairs)).sum(axis=-1)  # (len(betas), 2)
+            known.update({b: (float(g), float(c)) for b, (g, c) in zip(betas, sums, strict=True)})
+        return known[beta]
 
     return _newton(evaluate, k)
 
@@ -512,11 +521,15 @@ def _temperature_summary(names: Sequence[str], offset: int, *blocks: Any
     return _compensated.total(w), varies, float(np.abs(z).max()) if z.size else 0.0
 
 
-def _temperature_terms(names: Sequence[str], weight: float, k: int, beta: float,
+def _temperature_terms(names: Sequence[str], weight: float, k: int, betas: Sequence[float],
                        *blocks: Any) -> np.ndarray:
-    """Compensated Σ (w/W)·(E_p[zs] − zs_y) and Σ (w/W)·Var_p[zs] of one partition, shape
-    (2, 2) (see :func:`xentropy.calibration.temperature._nll_terms`)."""
+    """Compensated Σ (w/W)·(E_p[zs] − zs_y) and Σ (w/W)·Var_p[zs] of one partition at each
+    β of ``betas``, shape (len(betas), 2, 2) (see
+    :func:`xentropy.calibration.temperature._nll_terms`)."""
     z, y, w = _temperature_block(names, blocks)
-    wn = w / weight
-    first, second = _per_sample_terms(z, np.ldexp(z, k), y, beta)
-    return np.stack([_compensated.total(wn * first), _compensated.total(wn * second)])
+    wn, zs = w / weight, np.ldexp(z, k)
+    out = []
+    for beta in betas:  # at most three
+        first, second = _per_sample_terms(z, zs, y, beta)
+        out.append([_compensated.total(wn * first), _compensated.total(wn * second)])
+    return np.array(out)
