@@ -106,7 +106,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     point's); the parsed arguments run with :func:`run`."""
     p = commands.add_parser(
         "evaluate", help="evaluate predictions in files (chunked, mergeable)",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Losses, calibration and divergences of predictions in files, a chunk of "
+        "rows at a time; --output writes what POST /v1/merge answers.",
     )
     configure(p)
     return p
@@ -190,9 +191,10 @@ def chunk_states(job: Job, chunk: Chunk) -> dict[str, State]:
     Raises:
       BadInput: naming the file, the column and the row (of the file) of a bad value.
     """
+    # Floats are read as float64, which the kernels compute in (so they copy nothing).
     data = {
         name: read(inp.files[chunk.part], inp.columns, chunk.start, chunk.stop,
-                   chunk.offsets.get(name, 0))
+                   chunk.offsets.get(name, 0), None if name == "labels" else _FLOAT64)
         for name, inp in job.inputs.items()
     }
     states = {}
@@ -249,6 +251,7 @@ def _divergences(job: Job, data: dict[str, np.ndarray]) -> State:
     ))
 
 
+_FLOAT64 = np.dtype(np.float64)
 _STATE_OF_OPTIONS = frozenset(inspect.signature(calibration_state_of).parameters)
 _REPORT: dict[str, Callable[[Job, dict[str, np.ndarray]], State]] = {
     "losses": _losses, "calibration": _calibration, "divergences": _divergences,

@@ -125,19 +125,20 @@ def width(path: str, columns: tuple[str, ...] | None) -> int:
 
 
 def read(path: str, columns: tuple[str, ...] | None, start: int, stop: int,
-         offset: int = 0) -> np.ndarray:
-    """Rows ``[start, stop)`` of ``path``: shape (n,) or (n, C), as stored (float or int);
-    ``offset``: a CSV file's byte offset of row ``start``."""
+         offset: int = 0, dtype: Any = None) -> np.ndarray:
+    """Rows ``[start, stop)`` of ``path``: shape (n,) or (n, C), as stored (float or int)
+    or as ``dtype``; ``offset``: a CSV file's byte offset of row ``start``."""
     suffix = _suffix(path)
     try:
         if suffix == ".npy":
             mapped = np.load(path, mmap_mode="r")
-            out = np.array(mapped[start:stop])
+            # One copy, converted on the way (float32 pages -> float64, no float32 copy).
+            out = np.array(mapped[start:stop], dtype=dtype)
             del mapped
             return out
         if suffix == ".parquet":
-            return _parquet_rows(path, columns, start, stop)
-        return _csv_rows(path, columns, start, stop, offset)
+            return np.asarray(_parquet_rows(path, columns, start, stop), dtype=dtype)
+        return np.asarray(_csv_rows(path, columns, start, stop, offset), dtype=dtype)
     except BadInput:
         raise
     except (OSError, ValueError, EOFError) as error:
