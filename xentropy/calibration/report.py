@@ -182,6 +182,7 @@ def calibration_report(
     units: str = "nats",
     epsilon: float = FLOAT64_EPS,
     return_state: bool = False,
+    _state_only: bool = False,
 ) -> CalibrationResult:
     """Calibration statistics of probabilistic predictions against integer labels.
 
@@ -221,14 +222,52 @@ def calibration_report(
     >>> round(r.ece, 6), round(r.mce, 6), r.accuracy
     (0.0875, 0.2, 0.75)
     """
-    c = _checked(probabilities, labels, logits, n_bins, binning, sample_weights,
-                 fit_temperature, units, epsilon, return_state)
-    z, y, w, n, eps, model = c.z, c.y, c.w, c.n_bins, c.epsilon, c.model
-    binary, n_samples, n_classes = c.binary, c.n_samples, c.n_classes
-    fit_temperature, return_state = c.fit_temperature, c.return_state
+    check_exactly_one("probabilities", probabilities, "logits", logits)
+    z: np.ndarray | None = None
+    if probabilities is not None:
+        # C order whatever the layout sent (FIX: per-class means and the NLL differed in
+        # the last ulp between C and Fortran input: numpy sums pairwise only along the
+        # contiguous axis).
+        probs = np.ascontiguousarray(as_float_array(probabilities, "probabilities", ndim=(1, 2)))
+        if probs.ndim == 1:
+            check_range(probs, "probabilities", low=0.0, high=1.0, what="a probability")
+        else:
+            check_distributions(probs, "probabilities")
+        shape = probs.shape
+    else:
+        z = np.ascontiguousarray(as_float_array(logits, "logits", ndim=(1, 2)))
+        shape = z.shape
+    binary = len(shape) == 1
+    n_samples = shape[0]
+    n_classes = 2 if binary else shape[1]
+    if labels is None:
+        raise InputError("labels", "expected one label per sample, got none", kind="missing")
+    y = check_labels(labels, n_samples, n_classes)
+    w = _check_sample_weights(sample_weights, n_samples)
+    n = CALIBRATION_PARAMS["n_bins"].check(n_bins, "n_bins")
+    CALIBRATION_PARAMS["binning"].check(binning, "binning")
+    fit_temperature = CALIBRATION_PARAMS["fit_temperature"].check(
+        fit_temperature, "fit_temperature"
+    )
+    if fit_temperature and z is None:
+        raise InputError(
+            "fit_temperature",
+            "expected logits with fit_temperature, got probabilities: temperature scaling "
+            "rescales logits, so it requires logits",
+        )
+    CALIBRATION_PARAMS["units"].check(units, "units")
+    eps = CALIBRATION_PARAMS["epsilon"].check(epsilon, "epsilon")
+    return_state = CALIBRATION_PARAMS["return_state"].check(return_state, "return_state")
+
     # Normalised weights (sum 1) for every weighted mean: w_i / W <= 1, so a mean of finite
     # values can never overflow even where their plain sum would.
     wn = w / w.sum()
+    model = _from_probabilities(probs, y, eps) if z is None else _from_logits(z, y)
+    if _state_only:  # calibration_state_of: the state, without the report
+        from xentropy.states.calibration import calibration_state  # builds on this module
+
+        return calibration_state(model, y, w, n_bins=n, binning=binning,  # type: ignore[return-value]
+                                 units=units, epsilon=eps, from_logits=z is not None)
 
     top = _top_label(model, w, n, binning)
     ece = float(_calibration_error(top, "l1")[0])
@@ -274,72 +313,6 @@ def calibration_report(
     )
 
 
-
-@dataclass(frozen=True)
-class _Checked:
-    """The checked arguments of one :func:`calibration_report` call and their model."""
-
-    z: np.ndarray | None
-    y: np.ndarray
-    w: np.ndarray
-    n_bins: int
-    epsilon: float
-    model: _Model
-    binary: bool
-    n_samples: int
-    n_classes: int
-    fit_temperature: bool
-    return_state: bool
-
-
-def _checked(
-    probabilities: ArrayLike | None, labels: ArrayLike | None, logits: ArrayLike | None,
-    n_bins: int, binning: str, sample_weights: ArrayLike | None, fit_temperature: bool,
-    units: str, epsilon: float, return_state: bool,
-) -> _Checked:
-    """Every argument of :func:`calibration_report` checked, and the per-sample model."""
-    check_exactly_one("probabilities", probabilities, "logits", logits)
-    z: np.ndarray | None = None
-    if probabilities is not None:
-        # C order whatever the layout sent (FIX: per-class means and the NLL differed in
-        # the last ulp between C and Fortran input: numpy sums pairwise only along the
-        # contiguous axis).
-        probs = np.ascontiguousarray(as_float_array(probabilities, "probabilities", ndim=(1, 2)))
-        if probs.ndim == 1:
-            check_range(probs, "probabilities", low=0.0, high=1.0, what="a probability")
-        else:
-            check_distributions(probs, "probabilities")
-        shape = probs.shape
-    else:
-        z = np.ascontiguousarray(as_float_array(logits, "logits", ndim=(1, 2)))
-        shape = z.shape
-    binary = len(shape) == 1
-    n_samples = shape[0]
-    n_classes = 2 if binary else shape[1]
-    if labels is None:
-        raise InputError("labels", "expected one label per sample, got none", kind="missing")
-    y = check_labels(labels, n_samples, n_classes)
-    w = _check_sample_weights(sample_weights, n_samples)
-    n = CALIBRATION_PARAMS["n_bins"].check(n_bins, "n_bins")
-    CALIBRATION_PARAMS["binning"].check(binning, "binning")
-    fit_temperature = CALIBRATION_PARAMS["fit_temperature"].check(
-        fit_temperature, "fit_temperature"
-    )
-    if fit_temperature and z is None:
-        raise InputError(
-            "fit_temperature",
-            "expected logits with fit_temperature, got probabilities: temperature scaling "
-            "rescales logits, so it requires logits",
-        )
-    CALIBRATION_PARAMS["units"].check(units, "units")
-    eps = CALIBRATION_PARAMS["epsilon"].check(epsilon, "epsilon")
-    return_state = CALIBRATION_PARAMS["return_state"].check(return_state, "return_state")
-    model = _from_probabilities(probs, y, eps) if z is None else _from_logits(z, y)
-
-    return _Checked(z, y, w, n, eps, model, binary, n_samples, n_classes, fit_temperature,
-                    return_state)
-
-
 def calibration_state_of(
     probabilities: ArrayLike | None = None,
     labels: ArrayLike | None = None,
@@ -353,19 +326,20 @@ def calibration_state_of(
 ) -> CalibrationState:
     """The state ``calibration_report(..., return_state=True).state`` has, without the
     report (its bins, quantile ACE and per-class ECE are not computed): for callers that
-    only merge, such as ``xentropy evaluate``. Same arguments, shapes and errors.
+    only merge, such as ``xentropy evaluate``. Same arguments (checked by the same code),
+    shapes and errors.
 
     >>> s = calibration_state_of([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], n_bins=2)
     >>> s.to_json() == calibration_report([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], n_bins=2,
     ...                                   return_state=True).state.to_json()
     True
     """
-    from xentropy.states.calibration import calibration_state  # builds on this module
-
-    c = _checked(probabilities, labels, logits, n_bins, binning, sample_weights, False,
-                 units, epsilon, True)
-    return calibration_state(c.model, c.y, c.w, n_bins=c.n_bins, binning=binning,
-                             units=units, epsilon=c.epsilon, from_logits=c.z is not None)
+    state: CalibrationState = calibration_report(  # type: ignore[assignment]
+        probabilities, labels, logits=logits, n_bins=n_bins, binning=binning,
+        sample_weights=sample_weights, units=units, epsilon=epsilon, return_state=True,
+        _state_only=True,
+    )
+    return state
 
 
 def _top_label(model: _Model, w: np.ndarray, n_bins: int, binning: str) -> _BinSums:
