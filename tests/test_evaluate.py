@@ -249,6 +249,28 @@ def test_option_flags_come_from_the_tables(tmp_path, capsys, monkeypatch):
     args = parser.parse_args(["--probabilities", "p.npy", "--labels", "y.npy",
                               "--confidence-level", "0.9"])
     assert args.opt_confidence_level == 0.9
+    # kinds of rows (several choices; sub-options, with a bare flag for true)
+    from types import SimpleNamespace
+
+    monkeypatch.setitem(CALIBRATION_PARAMS, "estimators",
+                        Param("choices", (), "Some.", choices=("ece_debiased", "smooth_ece")))
+    monkeypatch.setitem(CALIBRATION_PARAMS, "bootstrap", Param("object", None, "Sub."))
+    monkeypatch.setitem(CALIBRATION_PARAMS, "risk_coverage",
+                        SimpleNamespace(kind="object", doc="Flag or sub.", flag=True))
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args([
+        "--probabilities", "p.npy", "--labels", "y.npy", "--estimators", "smooth_ece",
+        "--bootstrap", "n_resamples=200,method=poisson", "--risk-coverage"])
+    assert args.opt_estimators == ("smooth_ece",)
+    assert args.opt_bootstrap == {"n_resamples": 200, "method": "poisson"}
+    assert args.opt_risk_coverage is True
+    args = parser.parse_args(["--probabilities", "p.npy", "--labels", "y.npy",
+                              "--risk-coverage", '{"n_points": 5}'])
+    assert args.opt_risk_coverage == {"n_points": 5}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--probabilities", "p.npy", "--labels", "y.npy",
+                           "--estimators", "ece"])
     monkeypatch.undo()
     p, y = _data(200, 3)
     np.save(tmp_path / "p.npy", p)
@@ -457,4 +479,4 @@ def test_arguments_that_cannot_work_exit_2_before_any_work(tmp_path, capsys):
     assert "--logits: give the predictions once" in _error(
         [*base, "--logits", str(tmp_path / "p.npy")], capsys)
     code, out, err = _run([*base, "--output", str(tmp_path / "no" / "r.json")], capsys)
-    assert code == 2 and f"{tmp_path / 'no' / 'r.json'}: cannot write" in err
+    assert code == 2 and f"{tmp_path / 'no' / 'r.json'}: cannot write" in err and out == ""

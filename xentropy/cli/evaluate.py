@@ -65,6 +65,8 @@ _ALL_TABLES: dict[str, tuple[dict[str, Param], ...]] = {
 
 
 def _flag_type(param: Param) -> dict[str, Any]:
+    """argparse's reading of a table row, by its kind (a kind added later reads as text
+    and the library checks it)."""
     if param.kind == "integer":
         return {"type": int, "metavar": "INT"}
     if param.kind == "number":
@@ -75,7 +77,47 @@ def _flag_type(param: Param) -> dict[str, Any]:
         return {"choices": param.choices}
     if param.kind == "array":
         return {"type": _numbers, "metavar": "X[,X...]"}
+    if param.kind == "choices":  # several of the choices, each once
+        return {"type": _names(param.choices), "metavar": ",".join(param.choices)}
+    if param.kind == "object":  # sub-options: NAME=VALUE,... or a JSON object
+        flag = {"nargs": "?", "const": True} if getattr(param, "flag", False) else {}
+        return {"type": _object, "metavar": "NAME=VALUE[,...]", **flag}
     return {"type": str}
+
+
+def _names(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        for n in names:
+            if n not in choices:
+                raise argparse.ArgumentTypeError(
+                    f"expected some of {', '.join(choices)}, got {n!r}")
+        return names
+    return parse
+
+
+def _object(text: str) -> dict[str, Any]:
+    """``n_resamples=200,seed=3`` (numbers read as JSON numbers) or ``{"seed": 3}``."""
+    import json
+
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected a JSON object: {error}") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError("expected a JSON object")
+        return value
+    out: dict[str, Any] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except ValueError:
+            out[name.strip()] = raw.strip()
+    return out
 
 
 def _numbers(text: str) -> Any:
