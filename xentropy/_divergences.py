@@ -116,7 +116,7 @@ class DivergenceResult:
     n_classes: int
     units: str
     reduction: str
-    state: DivergenceState | None = field(default=None, repr=False, metadata=OPTIONAL_FIELD)
+    state: DivergenceState | None = field(default=None, repr=False)
 
 
 def divergences(

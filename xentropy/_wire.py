@@ -5,7 +5,9 @@ own name, nested dataclasses alike; a state is written as :meth:`State.to_json`.
 field metadata keys say where the JSON differs from the class:
 
 * ``wire_key``: the JSON key (``ClassCalibration.class_index`` is ``"class"``);
-* ``wire_optional``: the key is left out when the value is None (else null is written);
+* ``wire_optional``: whether the key is left out when the value is None (else null is
+  written); by default, for the fields whose default is None (``approximate``, ``state``:
+  "present with ..."), and only for them;
 * ``wire_expand``: the field is written as these attributes of the result instead, in
   order (``LossResult.options`` as ``units``, ``reduction``, ...).
 
@@ -40,7 +42,8 @@ def plan(cls: type) -> tuple[tuple[str, str, bool], ...]:
         if EXPAND in f.metadata:
             out.extend((name, name, False) for name in f.metadata[EXPAND])
         else:
-            out.append((f.name, f.metadata.get(KEY, f.name), bool(f.metadata.get(OPTIONAL))))
+            optional = f.metadata.get(OPTIONAL, f.default is None)
+            out.append((f.name, f.metadata.get(KEY, f.name), bool(optional)))
     return tuple(out)
 
 

@@ -22,7 +22,7 @@ from xentropy._validation import (
     check_labels,
     check_range,
 )
-from xentropy._wire import KEY, OPTIONAL_FIELD
+from xentropy._wire import KEY
 from xentropy.calibration.binning import (
     BINNING,
     N_BINS,
@@ -165,9 +165,8 @@ class CalibrationResult:
     units: str
     binning: str
     n_bins: int
-    approximate: tuple[Approximation, ...] | None = field(default=None,
-                                                         metadata=OPTIONAL_FIELD)
-    state: CalibrationState | None = field(default=None, repr=False, metadata=OPTIONAL_FIELD)
+    approximate: tuple[Approximation, ...] | None = None
+    state: CalibrationState | None = field(default=None, repr=False)
 
 
 def calibration_report(

@@ -310,16 +310,15 @@ def _located(error: InputError, job: Job, chunk: Chunk) -> Exception:
     if name is None or name not in job.inputs:
         return BadInput(f"--{error.field.replace('_', '-')}", error.message)
     inp = job.inputs[name]
+    at = [int(p) for p in error.position if isinstance(p, int)]  # (row, column) of an input
     column = None
-    if len(error.position) > 1 and inp.columns and len(inp.columns) > 1:
-        column = inp.columns[error.position[1]]
+    if len(at) > 1 and inp.columns and len(inp.columns) > 1:
+        column = inp.columns[at[1]]
     elif inp.columns:
-        column = inp.columns[0]
-        if len(error.position) > 1:
-            column += f"[{error.position[1]}]"
-    elif len(error.position) > 1:
-        column = str(error.position[1])
-    row = chunk.start + error.position[0] if error.position else None
+        column = inp.columns[0] + (f"[{at[1]}]" if len(at) > 1 else "")
+    elif len(at) > 1:
+        column = str(at[1])
+    row = chunk.start + at[0] if at else None
     return BadInput(inp.files[chunk.part], error.message, column=column, row=row)
 
 

@@ -74,8 +74,7 @@ class LossResult:
     options: LossOptions = field(metadata={EXPAND: (
         "units", "reduction", "normalization", "convention", "resolved")})
     diagnostics: LossDiagnostics
-    state: CategoricalLossState | BinaryLossState | None = field(
-        default=None, repr=False, metadata=OPTIONAL_FIELD)
+    state: CategoricalLossState | BinaryLossState | None = field(default=None, repr=False)
 
     @property
     def units(self) -> str:
