@@ -4,7 +4,8 @@ A result (a frozen dataclass) is written as its fields, in their order, each und
 own name, nested dataclasses alike; a state is written as :meth:`State.to_json`. Three
 field metadata keys say where the JSON differs from the class:
 
-* ``wire_key``: the JSON key (``ClassCalibration.class_index`` is ``"class"``);
+* ``wire_key``: the JSON key (``ClassCalibration.class_index`` is ``"class"``); ``None``:
+  not written (a field for the library's own use, e.g. the diagram's);
 * ``wire_optional``: whether the key is left out when the value is None (else null is
   written); by default, for the fields whose default is None (``approximate``, ``state``:
   "present with ..."), and only for them;
@@ -32,6 +33,8 @@ import numpy as np
 #: Field metadata of the three departures from "the fields, by name, null included".
 KEY, OPTIONAL, EXPAND = "wire_key", "wire_optional", "wire_expand"
 OPTIONAL_FIELD = {OPTIONAL: True}
+NULLABLE_FIELD = {OPTIONAL: False}  # default None, but written as null
+NOT_WRITTEN = {KEY: None}
 
 
 @cache
@@ -39,6 +42,8 @@ def plan(cls: type) -> tuple[tuple[str, str, bool], ...]:
     """(attribute, JSON key, left out when None) of each key of ``cls``, in order."""
     out: list[tuple[str, str, bool]] = []
     for f in dataclasses.fields(cls):
+        if f.metadata.get(KEY, f.name) is None:
+            continue
         if EXPAND in f.metadata:
             out.extend((name, name, False) for name in f.metadata[EXPAND])
         else:
