@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 # dependencies only; `make test` and the tools need the dev extras too.
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed-dev
+# `make bench` also needs the benchmark baselines (torch, torchmetrics: the bench extra).
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: run test lint typecheck pytest openapi client bench system-deps clean
 
@@ -62,7 +64,11 @@ client: $(STAMP)  ## generate the Python client into openapi/clients/python/ (no
 	  --config openapi/client-config.yaml --meta setup \
 	  --output-path openapi/clients/python --overwrite
 
-bench: $(STAMP)
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,oracles,bench]"
+	touch $@
+
+bench: $(BENCH_STAMP)  ## every benchmark (python -m bench SECTION --quick for one, shorter)
 	$(BIN)/python -m bench
 
 clean:

@@ -1,4 +1,5 @@
-"""Command line: `xentropy serve`, `xentropy healthcheck`, `xentropy export-openapi`."""
+"""Command line: `xentropy serve`, `xentropy healthcheck`, `xentropy export-openapi`, and the
+library's `xentropy evaluate` (built and run by xentropy.cli)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.settings import Settings, get_settings
+from xentropy.cli import add_commands
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HTTP_PROTOCOL = "app.protocol:XentropyHttpProtocol"
@@ -314,8 +316,11 @@ def main(argv: list[str] | None = None) -> int:
 
     export = commands.add_parser("export-openapi", help="write the OpenAPI document")
     export.add_argument("path", nargs="?", default="-", help="output file (default: stdout)")
+    add_commands(commands)  # evaluate
 
     args = parser.parse_args(argv)
+    if getattr(args, "run", None) is not None:
+        return int(args.run(args))
     if args.command == "serve":
         overrides = {name: getattr(args, name) for name in _SERVE_FLAGS}
         try:

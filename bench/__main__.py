@@ -4,11 +4,12 @@ same run (absolute times drift on shared machines; ratios hold)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 
 import numpy as np
 
-from bench import calibration, core, service
+from bench import calibration, cluster, core, evaluate, service
 
 SECTIONS = {
     "core": core.run,
@@ -16,6 +17,8 @@ SECTIONS = {
     "small": service.small_requests,
     "memory": service.memory,
     "calibration-extras": calibration.extras,
+    "evaluate": evaluate.run,
+    "dask": cluster.run,
 }
 
 
@@ -23,7 +26,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("sections", nargs="*", help=f"any of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter loads")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="evaluate: rows of the file (default 10^7; 10^6 with --quick)")
     args = parser.parse_args()
+    SECTIONS["evaluate"] = functools.partial(evaluate.run, rows=args.rows)
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -19,6 +20,9 @@ README = (Path(__file__).parents[1] / "README.md").read_text()
 EXAMPLES = re.findall(r"```console\n\$ (curl [^\n]+)\n([^`]*?)\n```", README)
 PYTHON_COMMANDS = re.findall(r"```console\n\$ (python -c [^\n]+)\n([^`]*?)\n```", README)
 SESSIONS = re.findall(r"```pycon\n(.*?)```", README, re.S)
+# Shell transcripts run in a fresh directory: the commands, then what the last one prints.
+TRANSCRIPTS = re.findall(r'```console\n\$ cd "\$\(mktemp -d\)"\n((?:\$ [^\n]+\n)+)([^`]*?)\n```',
+                         README)
 
 
 def _request(command: str) -> tuple[str, str, bytes | None]:
@@ -60,6 +64,27 @@ def test_readme_python_command(command, printed):
     out = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True,
                          check=True)
     assert out.stdout.rstrip("\n") == printed
+
+
+def test_readme_has_an_evaluate_transcript():
+    assert any("xentropy evaluate" in commands for commands, _ in TRANSCRIPTS)
+
+
+@pytest.mark.parametrize(("commands", "printed"), TRANSCRIPTS)
+def test_readme_transcript(tmp_path, commands, printed):
+    """`python` is this interpreter and `xentropy` this checkout's entry point."""
+    root = str(Path(__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": root}
+    out = ""
+    for line in commands.splitlines():
+        args = shlex.split(line.removeprefix("$ "))
+        if args[0] == "python":
+            args = [sys.executable, *args[1:]]
+        elif args[0] == "xentropy":
+            args = [sys.executable, "-m", "app", *args[1:]]
+        out = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                             check=True).stdout
+    assert out.rstrip("\n") == printed
 
 
 def test_readme_has_a_library_example_and_a_session():

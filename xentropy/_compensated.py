@@ -76,11 +76,14 @@ def group_sums(keys: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64).ravel()
     magnitude = np.bincount(keys, np.abs(values), minlength=size)
     sigma, usable = _sigma(magnitude)
-    s = sigma[keys]
-    high = (s + values) - s
+    # The same operations as (σ + x) − σ and x − q, in place: two temporaries of the
+    # values' size at a time instead of three (a calibration state's peak memory).
+    high = sigma[keys]
+    high += values
+    high -= sigma[keys]
     high[~usable[keys]] = 0.0
     exact = np.bincount(keys, high, minlength=size)
-    rest = np.bincount(keys, values - high, minlength=size)
+    rest = np.bincount(keys, np.subtract(values, high, out=high), minlength=size)
     return _pair(exact, rest)
 
 
@@ -94,10 +97,12 @@ def column_sums(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     magnitude = np.abs(values).sum(axis=0)
     sigma, usable = _sigma(np.asarray(magnitude))
-    high = (sigma + values) - sigma
-    high = np.where(usable, high, 0.0)
+    high = sigma + values  # (σ + x) − σ and x − q in place, as in group_sums
+    high -= sigma
+    if not np.all(usable):
+        high = np.where(usable, high, 0.0)
     exact = high.sum(axis=0)
-    rest = (values - high).sum(axis=0)
+    rest = np.subtract(values, high, out=high).sum(axis=0)
     return _pair(np.asarray(exact), np.asarray(rest))
 
 

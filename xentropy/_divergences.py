@@ -36,6 +36,7 @@ from xentropy._validation import (
     check_same_shape,
     first_index,
 )
+from xentropy._wire import OPTIONAL_FIELD
 from xentropy.options import CATEGORICAL_PARAMS
 
 if TYPE_CHECKING:
@@ -109,8 +110,8 @@ class DivergenceResult:
     cross_entropy: float | None
     kl_divergence: float | None
     js_divergence: float | None
-    per_row: DivergenceRows | None
-    gradient: np.ndarray | None
+    per_row: DivergenceRows | None = field(metadata=OPTIONAL_FIELD)
+    gradient: np.ndarray | None = field(metadata=OPTIONAL_FIELD)
     n_samples: int
     n_classes: int
     units: str

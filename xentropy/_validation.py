@@ -50,6 +50,19 @@ class InputError(Exception):
         where = "".join(f"[{i}]" for i in self.position)
         return f"{self.field}{where}: {self.message}"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable with every attribute (the default rebuilds from args = (message,)):
+        # Dask's worker processes send the errors they raise back to the client.
+        return _rebuild_error, (type(self), self.message, dict(self.__dict__))
+
+
+def _rebuild_error(cls: type[InputError], message: str, attributes: dict[str, Any]
+                   ) -> InputError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(attributes)
+    return error
+
 
 def first_index(mask: np.ndarray) -> tuple[int, ...]:
     """Position (a tuple of ints) of the first True element of ``mask``, in C order."""

@@ -1,24 +1,23 @@
-"""Responses from core results: one encoder for every endpoint.
+"""Responses from core results: one encoder for every endpoint, and for the command.
 
-:func:`encode_result` walks a library result (a frozen dataclass, its nested dataclasses
-and arrays) along the fields of the endpoint's response model, in the model's order, so
-the body's keys are the schema's properties in the schema's order, named as the schema
-names them (``alias``). The library knows no wire names.
+:func:`encode_result` is the library's :func:`xentropy._wire.to_wire` (a result's fields in
+the dataclass order, named and left out as the fields' metadata say) with this service's
+array encoding. The response models document those keys in that order; a test keeps the
+two in agreement (``tests/api/test_wire_agreement.py``), so ``xentropy evaluate --output``
+writes what ``POST /v1/merge`` answers without importing the service.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
 import typing
-from functools import cache
+from functools import partial
 from typing import Any
 
-import numpy as np
 from fastapi import Response
 from pydantic import BaseModel
 
 from app.api.codec import dumps, encode_array
+from xentropy._wire import to_wire
 
 
 class JSONBytes(Response):
@@ -27,70 +26,12 @@ class JSONBytes(Response):
     media_type = "application/json"
 
 
-@dataclasses.dataclass(frozen=True)
-class _Key:
-    attribute: str
-    key: str
-    required: bool
-    nested: type[BaseModel] | None
-
-
-@cache
-def _plan(model: type[BaseModel]) -> tuple[_Key, ...]:
-    """The model's fields in order: where each value comes from and goes to."""
-    return tuple(
-        _Key(name, info.alias or name, info.is_required(), _nested_model(info.annotation))
-        for name, info in model.model_fields.items()
-    )
-
-
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    """The response model inside ``X``, ``X | None`` or ``list[X]``, if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, tuple):
-        for arg in typing.get_args(annotation):
-            found = _nested_model(arg)
-            if found is not None:
-                return found
-    return None
-
-
 def encode_result(
-    result: Any,
-    model: type[BaseModel],
-    *,
-    encoding: str = "json",
-    omit: frozenset[str] = frozenset(),
+    result: Any, *, encoding: str = "json", omit: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The body of ``model`` from ``result``: JSON-ready values, arrays per ``encoding``.
-
-    A field with a default (documented as "present with ...") is left out when its value
-    is None, and so is every name in ``omit``; required fields are always written
-    (null included).
-    """
-    out: dict[str, Any] = {}
-    for field in _plan(model):
-        if field.attribute in omit:
-            continue
-        value = getattr(result, field.attribute)
-        if value is None and not field.required:
-            continue
-        out[field.key] = _encode(value, field.nested, encoding)
-    return out
-
-
-def _encode(value: Any, nested: type[BaseModel] | None, encoding: str) -> Any:
-    if isinstance(value, np.ndarray):
-        return encode_array(value, encoding)
-    if isinstance(value, tuple | list):
-        return [_encode(item, nested, encoding) for item in value]
-    if nested is not None and value is not None and not isinstance(value, dict):
-        return encode_result(value, nested, encoding=encoding)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    """The body of ``result``: JSON-ready values, arrays per ``encoding``, without the
+    attributes in ``omit``; a state is written as its JSON form."""
+    return to_wire(result, array=partial(encode_array, encoding=encoding), omit=omit)
 
 
 def json_response(content: dict[str, Any]) -> Response:
@@ -98,8 +39,22 @@ def json_response(content: dict[str, Any]) -> Response:
 
 
 def result_response(
-    result: Any, model: type[BaseModel], *, encoding: str = "json",
-    omit: frozenset[str] = frozenset(),
+    result: Any, *, encoding: str = "json", omit: frozenset[str] = frozenset(),
 ) -> Response:
     """``encode_result`` serialised: the one way every endpoint answers."""
-    return json_response(encode_result(result, model, encoding=encoding, omit=omit))
+    return json_response(encode_result(result, encoding=encoding, omit=omit))
+
+
+def _nested_models(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The response model of field ``name`` of ``model`` (inside ``X | None``, ``list[X]``)."""
+    return _nested(model.model_fields[name].annotation) if name in model.model_fields else None
+
+
+def _nested(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _nested(arg)
+        if found is not None:
+            return found
+    return None

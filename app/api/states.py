@@ -13,7 +13,6 @@ from typing import Any, NoReturn
 
 import msgspec
 from fastapi import Response
-from pydantic import BaseModel
 from pydantic_core import PydanticCustomError, ValidationError
 
 from app.api.codec import Span, split_body
@@ -28,15 +27,10 @@ MAX_STATES = 10_000
 
 
 def answer(
-    result: Any, model: type[BaseModel], *, encoding: str = "json",
-    omit: frozenset[str] = frozenset(),
+    result: Any, *, encoding: str = "json", omit: frozenset[str] = frozenset(),
 ) -> Response:
-    """``result_response`` for a result that may carry a state (``return_state``)."""
-    content = encode_result(result, model, encoding=encoding, omit=omit | {"state"})
-    state = getattr(result, "state", None)
-    if state is not None:
-        content["state"] = state.to_json()
-    return json_response(content)
+    """The response of a result, with its state when it carries one (``return_state``)."""
+    return json_response(encode_result(result, encoding=encoding, omit=omit))
 
 
 def refuse(loc: tuple[str | int, ...], message: str, kind: str) -> NoReturn:

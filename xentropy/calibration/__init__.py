@@ -54,6 +54,7 @@ from xentropy.calibration.report import (
     Intervals,
     TemperatureFit,
     calibration_report,
+    calibration_state_of,
 )
 from xentropy.calibration.temperature import (
     MAX_LOGIT_RANGE,
@@ -78,6 +79,7 @@ __all__ = [
     "Intervals",
     "TemperatureFit",
     "calibration_report",
+    "calibration_state_of",
     "diagram_overlays",
     "fit_temperature",
     "reliability_diagram",

@@ -84,12 +84,37 @@ def _assign_bins(
     ([[0, 0, 0, 1]], [0.0, 0.3, 1.0])
     """
     if binning == "uniform":
-        # k / n correctly rounded for every k (linspace would give 0.6000000000000001).
-        uniform = np.arange(n_bins + 1) / n_bins
-        # side="left" returns i with inner[i-1] < v <= inner[i]: the bin (lower, upper].
-        bins = np.searchsorted(uniform[1:-1], values, side="left").astype(np.int64, copy=False)
-        return _Binning(bins=bins, edges=uniform if edges else None)
+        bins = uniform_bins(values, n_bins)
+        return _Binning(bins=bins, edges=np.arange(n_bins + 1) / n_bins if edges else None)
     return _quantile_bins(values, w, n_bins, edges=edges)
+
+
+def uniform_bins(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """The uniform bin (lower, upper] of each value in [0, 1], int64, the shape of ``values``:
+    the number of inner edges k / n_bins (correctly rounded) strictly below it, i.e.
+    ``np.searchsorted(edges[1:-1], values, side="left")``, computed arithmetically.
+
+    ``ceil(v · n) − 1`` is that bin or a neighbour (v · n is rounded once); one comparison
+    with each of the two edges around it settles it, exactly. Several times faster than
+    the binary search over N·C values, the bulk of a calibration state's time.
+
+    >>> uniform_bins(np.array([0.0, 0.2, 0.2000001, 1 / 3, 0.6, 1.0]), 5).tolist()
+    [0, 0, 1, 1, 2, 4]
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if n_bins == 1:
+        return np.zeros(v.shape, np.int64)
+    k = np.ceil(v * n_bins)
+    k -= 1.0
+    np.clip(k, 0, n_bins - 1, out=k)
+    bins = k.astype(np.int64)
+    del k
+    # Exact edges, with guards at both ends: edge[b] is the lower edge of bin b.
+    lower = np.concatenate([[-np.inf], np.arange(1, n_bins) / n_bins])
+    upper = np.concatenate([np.arange(1, n_bins) / n_bins, [np.inf]])
+    bins -= v <= lower[bins]  # v is at or below its bin's lower edge: the bin below
+    bins += v > upper[bins]  # v is above its bin's upper edge: the bin above
+    return bins
 
 
 def _quantile_bins(values: np.ndarray, w: np.ndarray, n_bins: int, *, edges: bool) -> _Binning:

@@ -23,6 +23,7 @@ from xentropy._validation import (
     check_labels,
     check_range,
 )
+from xentropy._wire import KEY, NOT_WRITTEN
 from xentropy.calibration.binning import (
     BINNING,
     N_BINS,
@@ -157,7 +158,7 @@ class ClassCalibration:
         against ``label == k``; else ``None``.
     """
 
-    class_index: int
+    class_index: int = field(metadata={KEY: "class"})
     count: int
     frequency: float
     mean_probability: float
@@ -204,9 +205,9 @@ class Estimates:
     ece_debiased: float | None = None
     ece_sweep: float | None = None
     smooth_ece: float | None = None
-    sweep_n_bins: int | None = field(default=None, repr=False)
-    smooth_curve: SmoothCurve | None = field(default=None, repr=False)
-    smooth_bandwidth: float | None = field(default=None, repr=False)
+    sweep_n_bins: int | None = field(default=None, repr=False, metadata=NOT_WRITTEN)
+    smooth_curve: SmoothCurve | None = field(default=None, repr=False, metadata=NOT_WRITTEN)
+    smooth_bandwidth: float | None = field(default=None, repr=False, metadata=NOT_WRITTEN)
 
 
 @dataclass(frozen=True)
@@ -232,12 +233,13 @@ class Intervals:
     ece_debiased: tuple[float, float] | None = None
     ece_sweep: tuple[float, float] | None = None
     smooth_ece: tuple[float, float] | None = None
-    confidence_level: float = field(default=0.95, repr=False)
-    n_resamples: int = field(default=1000, repr=False)
-    seed: int = field(default=0, repr=False)
-    method: str = field(default="poisson", repr=False)
-    stream: int = field(default=0, repr=False)
-    sums: ReplicateSums | None = field(default=None, repr=False, compare=False)
+    confidence_level: float = field(default=0.95, repr=False, metadata=NOT_WRITTEN)
+    n_resamples: int = field(default=1000, repr=False, metadata=NOT_WRITTEN)
+    seed: int = field(default=0, repr=False, metadata=NOT_WRITTEN)
+    method: str = field(default="poisson", repr=False, metadata=NOT_WRITTEN)
+    stream: int = field(default=0, repr=False, metadata=NOT_WRITTEN)
+    sums: ReplicateSums | None = field(default=None, repr=False, compare=False,
+                                       metadata=NOT_WRITTEN)
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,7 @@ def calibration_report(
     bootstrap: Mapping[str, Any] | None = None,
     risk_coverage: bool | Mapping[str, Any] = False,
     return_state: bool = False,
+    _state_only: bool = False,
 ) -> CalibrationResult:
     """Calibration statistics of probabilistic predictions against integer labels.
 
@@ -434,6 +437,12 @@ def calibration_report(
     # values can never overflow even where their plain sum would.
     wn = w / w.sum()
     model = _from_probabilities(probs, y, eps) if z is None else _from_logits(z, y)
+    if _state_only:  # calibration_state_of: the state, without the report
+        from xentropy.states.calibration import calibration_state  # builds on this module
+
+        return calibration_state(model, y, w, n_bins=n, binning=binning,  # type: ignore[return-value]
+                                 units=units, epsilon=eps, from_logits=z is not None,
+                                 **_state_extras(extras, binning, None))
 
     top = _top_label(model, w, n, binning)
     ece = float(_calibration_error(top, "l1")[0])
@@ -495,6 +504,35 @@ def calibration_report(
     )
 
 
+def calibration_state_of(
+    probabilities: ArrayLike | None = None,
+    labels: ArrayLike | None = None,
+    *,
+    logits: ArrayLike | None = None,
+    n_bins: int = 15,
+    binning: str = "uniform",
+    sample_weights: ArrayLike | None = None,
+    units: str = "nats",
+    epsilon: float = FLOAT64_EPS,
+) -> CalibrationState:
+    """The state ``calibration_report(..., return_state=True).state`` has, without the
+    report (its bins, quantile ACE and per-class ECE are not computed): for callers that
+    only merge, such as ``xentropy evaluate``. Same arguments (checked by the same code),
+    shapes and errors.
+
+    >>> s = calibration_state_of([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], n_bins=2)
+    >>> s.to_json() == calibration_report([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], n_bins=2,
+    ...                                   return_state=True).state.to_json()
+    True
+    """
+    state: CalibrationState = calibration_report(  # type: ignore[assignment]
+        probabilities, labels, logits=logits, n_bins=n_bins, binning=binning,
+        sample_weights=sample_weights, units=units, epsilon=epsilon, return_state=True,
+        _state_only=True,
+    )
+    return state
+
+
 def _top_label(model: _Model, w: np.ndarray, n_bins: int, binning: str) -> _BinSums:
     """Every bin of the top-label confidence (binary: of p) against its outcome: shape (1, B)."""
     return _binned(
@@ -522,17 +560,28 @@ def _temperature_fit(
     # changed the top label (first index on ties) and so the ECE after scaling.
     scaled = _from_logits(zc / t, y, predicted=model.predicted)
     nll_after = to_units(_mean(wn, scaled.nll), units)
+    ece_after = float(_calibration_error(_top_label(scaled, w, n_bins, binning), "l1")[0])
+    return _temperature_result(t, note, nll, nll_after, ece, ece_after)
+
+
+def _temperature_result(
+    t: float, note: str | None, nll: float, nll_after: float, ece: float, ece_after: float
+) -> TemperatureFit:
+    """The fit T (with its note) and the NLL and ECE at T = 1 and at T (also the Dask
+    adapter's, from its passes over the partitions)."""
     if nll_after > nll and t != 1.0:
         # The fit minimises the exact NLL, so this can only be floating-point noise near
         # T = 1: keep the input as it is rather than report a (tiny) increase.
-        t, nll_after, scaled = 1.0, nll, model
-        note = "the fitted temperature did not lower the NLL in float64; T = 1 is kept"
+        return TemperatureFit(
+            temperature=1.0, nll_before=nll, nll_after=nll, ece_before=ece, ece_after=ece,
+            note="the fitted temperature did not lower the NLL in float64; T = 1 is kept",
+        )
     return TemperatureFit(
         temperature=float(t),
         nll_before=nll,
         nll_after=nll_after,
         ece_before=ece,
-        ece_after=float(_calibration_error(_top_label(scaled, w, n_bins, binning), "l1")[0]),
+        ece_after=ece_after,
         note=note,
     )
 

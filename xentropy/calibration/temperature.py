@@ -7,6 +7,7 @@ found by a safeguarded Newton iteration in log β within [TEMPERATURE_MIN, TEMPE
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -104,14 +105,29 @@ def _nll_terms(
     Σ wn Var_p[zs]), i.e. the derivatives times 2**k and 2**2k: the moments are taken of
     zs so that tiny (subnormal) logits keep their significant bits in the products p·z.
     """
+    first, second = _per_sample_terms(z, zs, y, beta)
+    return float(wn @ first), float(wn @ second)
+
+
+def _per_sample_terms(
+    z: np.ndarray, zs: np.ndarray, y: np.ndarray, beta: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The per-sample terms of :func:`_nll_terms`, shapes (N,): E_p[zs] − zs_y and Var_p[zs]
+    (the Dask adapter sums them per partition)."""
     s = beta * z
     # exp(s − logsumexp(s)): the max-shifted softmax, no overflow.
     p = np.exp(s - logsumexp(s)[:, None])
     mean_z = (p * zs).sum(axis=1)
     # The variance as the mean squared deviation (not E[z²] − E[z]², which cancels).
     var = (p * (zs - mean_z[:, None]) ** 2).sum(axis=1)
-    grad = float(wn @ (mean_z - zs[np.arange(zs.shape[0]), y]))
-    return grad, float(wn @ var)
+    return mean_z - zs[np.arange(zs.shape[0]), y], var
+
+
+#: Why T = 1 when no row (of positive weight) has two different logits.
+CONSTANT_NOTE = (
+    "every logit row (of positive weight) is constant, so the NLL does not depend on "
+    "the temperature; T = 1 is returned"
+)
 
 
 def _solve_temperature(
@@ -121,25 +137,35 @@ def _solve_temperature(
     z = _two_columns(zc) if zc.ndim == 1 else zc
     live = wn > 0
     if not (z[live].max(axis=1) > z[live].min(axis=1)).any():
-        return 1.0, (
-            "every logit row (of positive weight) is constant, so the NLL does not depend on "
-            "the temperature; T = 1 is returned"
-        )
+        return 1.0, CONSTANT_NOTE
+    k = _scale_exponent(float(np.abs(z).max()))
+    zs = np.ldexp(z, k)
+    return _newton(lambda beta: _nll_terms(z, zs, y, wn, beta), k)
+
+
+def _scale_exponent(largest: float) -> int:
+    """k >= 0 with 2**k · largest >= 1/2, for the largest |logit| (see :func:`_newton`)."""
     # FIX: logits below 1/2 in magnitude are scaled up by 2**k (exact) for the moments of
     # the Newton step. Subnormal logits (1e-310) lost their few bits in p·z, so the sign of
     # dNLL/dβ, which decides the bound T is clamped to, came out wrong. In the normal range
     # the scaling changes no bit of any decision (every term scales by a power of two).
-    k = max(0, -int(np.frexp(np.abs(z).max())[1]))
-    zs = np.ldexp(z, k)
+    return max(0, -int(np.frexp(largest)[1]))
+
+
+def _newton(
+    terms: Callable[[float], tuple[float, float]], k: int
+) -> tuple[float, str | None]:
+    """The temperature from ``terms(β)`` = (2**k dNLL/dβ, 2**2k d²NLL/dβ²) (one pass over
+    the data each: :func:`_nll_terms` in memory, a map-reduce on Dask)."""
     # Root of h(u) = dNLL/dβ at β = e^u = 1/T; h is non-decreasing (NLL convex in β).
     u_lo, u_hi = -math.log(TEMPERATURE_MAX), -math.log(TEMPERATURE_MIN)
-    if _nll_terms(z, zs, y, wn, math.exp(u_lo))[0] >= 0:
+    if terms(math.exp(u_lo))[0] >= 0:
         return TEMPERATURE_MAX, (
             f"the NLL still decreases at the largest temperature allowed, "
             f"{TEMPERATURE_MAX:g}: the logits predict no better than uniform guessing; "
             f"T is clamped to {TEMPERATURE_MAX:g}"
         )
-    if _nll_terms(z, zs, y, wn, math.exp(u_hi))[0] <= 0:
+    if terms(math.exp(u_hi))[0] <= 0:
         return TEMPERATURE_MIN, (
             f"the NLL still decreases at the smallest temperature allowed, "
             f"{TEMPERATURE_MIN:g}: the predictions are (nearly) separable, so sharpening "
@@ -153,7 +179,7 @@ def _solve_temperature(
     u = 0.0
     step_before_last = step = u_hi - u_lo
     for _ in range(_MAX_ITERATIONS):
-        grad, curvature = _nll_terms(z, zs, y, wn, math.exp(u))
+        grad, curvature = terms(math.exp(u))
         if grad == 0.0:
             break
         if grad < 0:
@@ -162,6 +188,12 @@ def _solve_temperature(
             u_hi = u
         slope = math.ldexp(math.exp(u) * curvature, -k)
         newton = u - grad / slope if slope > 0 else math.inf
+        if abs(newton - u) <= _LOG_T_TOLERANCE:
+            # FIX: converged. A last Newton step below the spacing of u leaves newton == u
+            # on the bracket's edge, which the test below rejected: ~35 bisections of the
+            # bracket followed (40 passes over the data instead of 8).
+            u = min(max(newton, u_lo), u_hi)
+            break
         if not u_lo < newton < u_hi or abs(2.0 * grad) > abs(step_before_last * slope):
             step_before_last, step = step, 0.5 * (u_hi - u_lo)
             u = u_lo + step

@@ -23,6 +23,7 @@ from xentropy._validation import (
     check_weights,
     first_index,
 )
+from xentropy._wire import EXPAND, OPTIONAL_FIELD
 from xentropy.options import LossOptions
 
 if TYPE_CHECKING:
@@ -63,13 +64,15 @@ class LossResult:
     """
 
     loss: float | None
-    losses: np.ndarray | None
-    gradient: np.ndarray | None
+    losses: np.ndarray | None = field(metadata=OPTIONAL_FIELD)
+    gradient: np.ndarray | None = field(metadata=OPTIONAL_FIELD)
     n_samples: int
     n_classes: int
     n_ignored: int
     weight_sum: float
-    options: LossOptions
+    # Written as the options the response echoes (xentropy._wire).
+    options: LossOptions = field(metadata={EXPAND: (
+        "units", "reduction", "normalization", "convention", "resolved")})
     diagnostics: LossDiagnostics
     state: CategoricalLossState | BinaryLossState | None = field(default=None, repr=False)
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from xentropy._wire import to_wire
 from xentropy.states._base import VERSION, State, StateError, json_type, read_int
 from xentropy.states.calibration import CalibrationState
 from xentropy.states.divergences import DivergenceState
@@ -63,6 +64,7 @@ __all__ = [
     "finalize",
     "from_json",
     "merge",
+    "merged_json",
     "state",
 ]
 
@@ -121,6 +123,22 @@ def finalize(state: State) -> Any:
     """The result of the batch a state describes: a ``LossResult``, ``DivergenceResult``
     or ``CalibrationResult`` (no per-sample fields; see :mod:`xentropy.states`)."""
     return state.finalize()
+
+
+#: What a result finalized from a state does not have: the per-sample fields.
+PER_SAMPLE = frozenset({"losses", "gradient", "per_row", "state"})
+
+
+def merged_json(state: State) -> dict[str, Any]:
+    """What ``POST /v1/merge`` answers for the states that merged into ``state``:
+    ``{"state": state.to_json(), "result": ...}``, the result as the endpoint the states
+    come from writes it (:mod:`xentropy._wire`), without the per-sample fields. Arrays
+    stay ndarrays (orjson writes them with ``OPT_SERIALIZE_NUMPY``, as the service does).
+
+    Raises:
+      InputError: kind ``overflow`` when finalizing overflows (as :func:`finalize`).
+    """
+    return {"state": state.to_json(), "result": to_wire(finalize(state), omit=PER_SAMPLE)}
 
 
 def empty_like(state: State) -> State:

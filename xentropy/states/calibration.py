@@ -90,7 +90,13 @@ import numpy as np
 from xentropy import _compensated
 from xentropy._numerics import UNITS, to_units
 from xentropy._validation import InputError
-from xentropy.calibration.binning import BINNINGS, MAX_BINS, _BinSums, reliability_bins
+from xentropy.calibration.binning import (
+    BINNINGS,
+    MAX_BINS,
+    _BinSums,
+    reliability_bins,
+    uniform_bins,
+)
 from xentropy.calibration.estimators import _bin_intervals, _debiased_squared
 from xentropy.calibration.intervals import (
     INTERVAL_PARAMS,
@@ -728,8 +734,7 @@ def _per_class_sums(
     probs = model.probs
     n, c = probs.shape
     rows = np.arange(n)
-    bin_edges = np.arange(n_bins + 1) / n_bins
-    keys = np.searchsorted(bin_edges[1:-1], probs, side="left")
+    keys = uniform_bins(probs, n_bins)
     keys += n_bins * np.arange(c)
     index, slot = _slots(keys, c * n_bins)
     del keys

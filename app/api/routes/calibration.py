@@ -67,7 +67,7 @@ def report(body: JsonBody, settings: SettingsDep) -> Response:
     """Accuracy, mean confidence, NLL, Brier, ECE/MCE/RMSCE/ACE, every reliability bin,
     per-class statistics and, with logits, temperature scaling."""
     req = parse_request(CalibrationRequest, body, settings)
-    return answer(_report(req, settings), CalibrationResponse)
+    return answer(_report(req, settings))
 
 
 @router.post(

@@ -38,6 +38,6 @@ def _divergences(body: bytes | bytearray, settings: Settings) -> Response:
         **{name: getattr(req, name) for name in DIVERGENCE_PARAMS},
     )
     return answer(
-        result, DivergenceResponse, encoding=req.response_encoding,
+        result, encoding=req.response_encoding,
         omit=frozenset() if result.reduction == "none" else _NO_ROWS,
     )

@@ -43,10 +43,10 @@ def _sent_options(req: BaseModel, family: str) -> dict[str, Any]:
     return {name: getattr(req, name) for name in PARAMS[family] if name in req.model_fields_set}
 
 
-def _answer(result: xentropy.LossResult, model: type[BaseModel], encoding: str) -> Response:
+def _answer(result: xentropy.LossResult, encoding: str) -> Response:
     """Per-sample losses only with reduction "none" or a gradient."""
     wanted = result.reduction == "none" or result.gradient is not None
-    return answer(result, model, encoding=encoding, omit=frozenset() if wanted else _NO_LOSSES)
+    return answer(result, encoding=encoding, omit=frozenset() if wanted else _NO_LOSSES)
 
 
 router = APIRouter(prefix="/v1/losses", tags=["losses"], responses=ERROR_RESPONSES)
@@ -77,7 +77,7 @@ def _categorical(body: bytes | bytearray, settings: Settings) -> Response:
         req.labels if labelled else req.targets,
         **_sent_options(req, "categorical"),
     )
-    return _answer(result, CategoricalLossResponse, req.response_encoding)
+    return _answer(result, req.response_encoding)
 
 
 @router.post(
@@ -103,5 +103,5 @@ def _binary(body: bytes | bytearray, settings: Settings) -> Response:
         req.logits if from_logits else req.probabilities, req.targets,
         **_sent_options(req, "binary"),
     )
-    return _answer(result, BinaryLossResponse, req.response_encoding)
+    return _answer(result, req.response_encoding)
 

@@ -7,16 +7,13 @@ from fastapi import APIRouter, Response
 import xentropy
 from app.api.body import JsonBody, SettingsDep
 from app.api.openapi import json_request_body
-from app.api.responses import encode_result, json_response
+from app.api.responses import json_response
 from app.api.schemas.common import ERROR_RESPONSES
-from app.api.schemas.merge import RESULT_MODELS, MergeRequest, MergeResponse
+from app.api.schemas.merge import MergeRequest, MergeResponse
 from app.api.states import input_error_at_states, read_states
+from xentropy.states import merged_json
 
 router = APIRouter(prefix="/v1", tags=["states"], responses=ERROR_RESPONSES)
-
-#: What a result finalized from a state does not have: the per-sample fields.
-_PER_SAMPLE = frozenset({"losses", "gradient", "per_row", "state"})
-
 
 @router.post(
     "/merge",
@@ -34,12 +31,8 @@ def merge(body: JsonBody, settings: SettingsDep) -> Response:
     (quantile bins and ACE), with error bounds, and have no temperature fit."""
     states = read_states(body, settings)
     try:
-        merged = xentropy.merge(states)
-        result = xentropy.finalize(merged)
+        # The library's JSON of a merged state, which `xentropy evaluate --output` writes too.
+        content = merged_json(xentropy.merge(states))
     except xentropy.InputError as error:
         input_error_at_states(error)
-    content = {
-        "state": merged.to_json(),
-        "result": encode_result(result, RESULT_MODELS[merged.kind], omit=_PER_SAMPLE),
-    }
     return json_response(content)

@@ -8,29 +8,27 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 import xentropy
-from app.api.responses import encode_result
+from app.api.codec import dumps
 from app.api.schemas.calibration import CalibrationResponse
 from app.api.schemas.divergences import DivergenceResponse
 from app.api.schemas.losses import BinaryLossResponse, CategoricalLossResponse
 from app.api.schemas.states import CALIBRATION_STATES, LOSS_STATES, AnyState
+from xentropy.states import merged_json
 
-#: The response model of the endpoint each kind of state comes from.
+#: The response model of the endpoint each kind of state comes from (documentation; the
+#: keys come from the library, tests/api/test_wire_agreement.py checks they agree).
 RESULT_MODELS: dict[str, type[BaseModel]] = {
     "categorical_loss": CategoricalLossResponse,
     "binary_loss": BinaryLossResponse,
     "divergences": DivergenceResponse,
     "calibration": CalibrationResponse,
 }
-_PER_SAMPLE = frozenset({"losses", "gradient", "per_row", "state"})
 
 
 def merge_answer(states: list[dict[str, Any]]) -> dict[str, Any]:
     """What the endpoint answers for these states (for the documented examples)."""
     merged = xentropy.merge([xentropy.state_from_json(s) for s in states])
-    result = encode_result(xentropy.finalize(merged), RESULT_MODELS[merged.kind],
-                           omit=_PER_SAMPLE)
-    out: dict[str, Any] = orjson.loads(orjson.dumps(
-        {"state": merged.to_json(), "result": result}, option=orjson.OPT_SERIALIZE_NUMPY))
+    out: dict[str, Any] = orjson.loads(dumps(merged_json(merged)))
     return out
 
 
