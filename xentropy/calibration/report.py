@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -168,6 +168,14 @@ class CalibrationResult:
     state: CalibrationState | None = field(default=None, repr=False)
 
 
+#: calibration_report's keyword arguments and their defaults (for calibration_state_of).
+_DEFAULTS: dict[str, Any] = {
+    "logits": None, "sample_weights": None,
+    **{name: param.default for name, param in CALIBRATION_PARAMS.items()
+       if name != "return_state"},
+}
+
+
 def calibration_report(
     probabilities: ArrayLike | None = None,
     labels: ArrayLike | None = None,
@@ -219,6 +227,33 @@ def calibration_report(
     >>> round(r.ece, 6), round(r.mce, 6), r.accuracy
     (0.0875, 0.2, 0.75)
     """
+    result = _calibration(probabilities, labels, logits=logits, n_bins=n_bins,
+                          binning=binning, sample_weights=sample_weights,
+                          fit_temperature=fit_temperature, units=units, epsilon=epsilon,
+                          return_state=return_state)
+    assert isinstance(result, CalibrationResult)
+    return result
+
+
+def calibration_state_of(
+    probabilities: ArrayLike | None = None, labels: ArrayLike | None = None, **options: Any
+) -> CalibrationState:
+    """``calibration_report(probabilities, labels, **options, return_state=True).state``
+    without the report (about a third of the work): what a partition of the Dask adapter
+    or of a chunked evaluation needs. Same arguments, options and errors."""
+    options.pop("return_state", None)
+    state = _calibration(probabilities, labels, **{**_DEFAULTS, **options},
+                         return_state=True, state_only=True)
+    assert not isinstance(state, CalibrationResult)
+    return state
+
+
+def _calibration(
+    probabilities: ArrayLike | None, labels: ArrayLike | None, *, logits: ArrayLike | None,
+    n_bins: int, binning: str, sample_weights: ArrayLike | None, fit_temperature: bool,
+    units: str, epsilon: float, return_state: bool, state_only: bool = False,
+) -> CalibrationResult | CalibrationState:
+    """:func:`calibration_report`; with ``state_only``, its state alone."""
     check_exactly_one("probabilities", probabilities, "logits", logits)
     z: np.ndarray | None = None
     if probabilities is not None:
@@ -260,6 +295,11 @@ def calibration_report(
     # values can never overflow even where their plain sum would.
     wn = w / w.sum()
     model = _from_probabilities(probs, y, eps) if z is None else _from_logits(z, y)
+    if state_only:
+        from xentropy.states.calibration import calibration_state  # builds on this module
+
+        return calibration_state(model, y, w, n_bins=n, binning=binning, units=units,
+                                 epsilon=eps, from_logits=z is not None)
 
     top = _top_label(model, w, n, binning)
     ece = float(_calibration_error(top, "l1")[0])
