@@ -22,17 +22,21 @@ binning its bins) under ``approximate`` with a bound, as any result of a state.
 * **DataFrames** (``dask.dataframe``): select the columns by name with ordinary
   indexing: ``df[["p0", "p1", "p2"]]`` is the (N, 3) probabilities (class k is the k-th
   column listed), ``df["label"]`` the labels, ``df["weight"]`` the sample weights; a
-  Series is a 1-D argument. They become arrays (``to_dask_array(lengths=True)``, one
-  pass over the partitions for their lengths).
+  Series is a 1-D argument. They become arrays (``to_dask_array`` with the partition
+  lengths, computed in one pass shared by the columns of a frame).
+* **Zero-weight partitions**: a calibration partition whose ``sample_weights`` are all
+  zero is refused as in memory (its report has no mean), although the whole may not be.
 * **Per-sample output** does not reduce: ``reduction="none"`` and
   ``return_gradient=True`` are refused (``InputError``); for per-sample losses map the
   in-memory function over the blocks (``dask.array.map_blocks``).
-* **Errors** are the in-memory ones (:class:`xentropy.InputError`), raised by
-  :meth:`compute`, with the position counted from the first row of the whole array.
+* **Errors** are the in-memory ones (:class:`xentropy.InputError`, pickled with their
+  field, position and kind from worker processes), with the position counted from the
+  first row of the whole array.
 * **Temperature scaling** (:func:`fit_temperature`, ``calibration_report(...,
   fit_temperature=True)``): safeguarded Newton steps in log T, one map-reduce pass each
   (per partition the compensated sums of the NLL's first and second derivatives), the
-  data never gathered; about ten passes, so ``persist()`` the logits first on a cluster.
+  data never gathered; about eight passes (the first also evaluates the bracket's ends),
+  so ``persist()`` the logits first on a cluster.
 
 >>> import numpy as np, dask.array as da, xentropy, xentropy.dask
 >>> rng = np.random.default_rng(0)

@@ -240,7 +240,13 @@ def calibration_state_of(
 ) -> CalibrationState:
     """``calibration_report(probabilities, labels, **options, return_state=True).state``
     without the report (about a third of the work): what a partition of the Dask adapter
-    or of a chunked evaluation needs. Same arguments, options and errors."""
+    or of a chunked evaluation needs. Same arguments, options and errors.
+
+    >>> p, y = [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]
+    >>> state = calibration_state_of(p, y, n_bins=2)
+    >>> state.to_json() == calibration_report(p, y, n_bins=2, return_state=True).state.to_json()
+    True
+    """
     options.pop("return_state", None)
     state = _calibration(probabilities, labels, **{**_DEFAULTS, **options},
                          return_state=True, state_only=True)
