@@ -109,7 +109,7 @@ def run(quick: bool = False) -> list[str]:
         # process. Unset, the workers allocate as the one-core run does.
         trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
         with dask.config.set(trim), distributed.LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                 memory_limit=None) as cluster:
             address = cluster.scheduler_address
 

@@ -88,7 +88,7 @@ def softmax(z: Any) -> Any:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, memory_limit=None) as cluster:
+                                  dashboard_address=":0", memory_limit=None) as cluster:
         yield cluster
 
 
