@@ -22,17 +22,21 @@ binning its bins) under ``approximate`` with a bound, as any result of a state.
 * **DataFrames** (``dask.dataframe``): select the columns by name with ordinary
   indexing: ``df[["p0", "p1", "p2"]]`` is the (N, 3) probabilities (class k is the k-th
   column listed), ``df["label"]`` the labels, ``df["weight"]`` the sample weights; a
-  Series is a 1-D argument. They become arrays (``to_dask_array(lengths=True)``, one
-  pass over the partitions for their lengths).
+  Series is a 1-D argument. They become arrays (``to_dask_array`` with the partition
+  lengths, computed in one pass shared by the columns of a frame).
+* **Zero-weight partitions**: a calibration partition whose ``sample_weights`` are all
+  zero is refused as in memory (its report has no mean), although the whole may not be.
 * **Per-sample output** does not reduce: ``reduction="none"`` and
   ``return_gradient=True`` are refused (``InputError``); for per-sample losses map the
   in-memory function over the blocks (``dask.array.map_blocks``).
-* **Errors** are the in-memory ones (:class:`xentropy.InputError`), raised by
-  :meth:`compute`, with the position counted from the first row of the whole array.
+* **Errors** are the in-memory ones (:class:`xentropy.InputError`, pickled with their
+  field, position and kind from worker processes), with the position counted from the
+  first row of the whole array.
 * **Temperature scaling** (:func:`fit_temperature`, ``calibration_report(...,
   fit_temperature=True)``): safeguarded Newton steps in log T, one map-reduce pass each
   (per partition the compensated sums of the NLL's first and second derivatives), the
-  data never gathered; about ten passes, so ``persist()`` the logits first on a cluster.
+  data never gathered; about eight passes (the first also evaluates the bracket's ends),
+  so ``persist()`` the logits first on a cluster.
 
 >>> import numpy as np, dask.array as da, xentropy, xentropy.dask
 >>> rng = np.random.default_rng(0)
@@ -59,7 +63,11 @@ import xentropy
 from xentropy import _compensated
 from xentropy._validation import InputError, as_float_array, check_labels, check_weights
 from xentropy.calibration.metrics import _from_logits
-from xentropy.calibration.report import CALIBRATION_PARAMS, _temperature_result
+from xentropy.calibration.report import (
+    CALIBRATION_PARAMS,
+    _temperature_result,
+    calibration_state_of,
+)
 from xentropy.calibration.temperature import (
     CONSTANT_NOTE,
     TEMPERATURE_MAX,
@@ -161,14 +169,22 @@ def scheduler(spec: str | None = None) -> Iterator[Any]:
 # --------------------------------------------------------------------------- partitions
 
 
-def _as_array(value: Any, name: str) -> Any:
-    """A Dask array from a Dask array, DataFrame (its columns, in order) or Series."""
+def _as_array(value: Any, name: str, lengths: dict[int, tuple[int, ...]]) -> Any:
+    """A Dask array from a Dask array, DataFrame (its columns, in order) or Series.
+
+    ``lengths``: the partition lengths already computed, by number of partitions: the
+    columns of one DataFrame (``df[cols]``, ``df["label"]``) share them, so they are
+    computed once (a pass over the partitions). Lengths that do not fit a frame are
+    caught by the partition's own shape checks.
+    """
     import dask.array as da
 
     if isinstance(value, da.Array):
         array = value
     elif hasattr(value, "to_dask_array"):  # a Dask DataFrame or Series
-        array = value.to_dask_array(lengths=True)
+        if value.npartitions not in lengths:
+            lengths[value.npartitions] = tuple(value.map_partitions(len).compute())
+        array = value.to_dask_array(lengths=lengths[value.npartitions])
     else:
         raise TypeError(
             f"{name}: expected a Dask array, DataFrame or Series, got {type(value).__name__} "
@@ -189,7 +205,8 @@ def _partitions(data: dict[str, Any]) -> tuple[list[str], list[int], list[list[A
     names, the offsets of the non-empty partitions (at least one partition), and per
     partition the list of its Delayed blocks, one per name.
     """
-    arrays = {name: _as_array(value, name) for name, value in data.items()}
+    lengths: dict[int, tuple[int, ...]] = {}
+    arrays = {name: _as_array(value, name, lengths) for name, value in data.items()}
     first_name, first = next(iter(arrays.items()))
     if first.ndim == 0:
         raise InputError(first_name, "expected one row per sample, got a scalar",
@@ -229,7 +246,8 @@ def _block_state(function: Callable[..., Any], names: Sequence[str], offset: int
     arguments = dict(zip(names, blocks, strict=True))
     try:
         try:
-            return function(**arguments, **options, return_state=True).state
+            result = function(**arguments, **options, return_state=True)
+            return result if isinstance(result, State) else result.state
         except InputError as error:
             reduction = options.get("reduction", "mean")
             if error.kind != "undefined_in_convention" or reduction == "sum":
@@ -390,7 +408,7 @@ def calibration_report(probabilities: Any = None, labels: Any = None, *, logits:
         data = {"logits": logits, **data}
     if labels is None:
         raise InputError("labels", "expected one label per sample, got none", kind="missing")
-    result = _reduced(xentropy.calibration_report, data, options)
+    result = _reduced(calibration_state_of, data, options)
     if not fit:
         return result
     weights = options.get("sample_weights")

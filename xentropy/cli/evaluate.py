@@ -16,7 +16,6 @@ Exit codes: 0 done, 2 bad input (the file, the column and the row named).
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -272,18 +271,10 @@ def _losses(job: Job, data: dict[str, np.ndarray]) -> State:
 def _calibration(job: Job, data: dict[str, np.ndarray]) -> State:
     x = data["probabilities"]
     given: dict[str, Any] = {"logits": x} if job.logits else {"probabilities": x}
-    options = job.options["calibration"]
-    if options.keys() <= _STATE_OF_OPTIONS:
-        # The state alone: the chunk's own report (bins, quantile ACE, per-class ECE) would
-        # be thrown away. The same state as calibration_report(..., return_state=True).
-        return calibration_state_of(labels=data["labels"],
-                                    sample_weights=data.get("sample_weights"), **given,
-                                    **options)
-    # An option the state-only path does not know (a row added to the table later).
-    return xentropy.state(xentropy.calibration_report(
-        labels=data["labels"], sample_weights=data.get("sample_weights"), return_state=True,
-        **given, **options,
-    ))
+    # The state alone: the chunk's report (bins, quantile ACE, per-class ECE) would be
+    # thrown away. The same state as calibration_report(..., return_state=True).
+    return calibration_state_of(labels=data["labels"], sample_weights=data.get("sample_weights"),
+                                **given, **job.options["calibration"])
 
 
 def _divergences(job: Job, data: dict[str, np.ndarray]) -> State:
@@ -294,7 +285,6 @@ def _divergences(job: Job, data: dict[str, np.ndarray]) -> State:
 
 
 _FLOAT64 = np.dtype(np.float64)
-_STATE_OF_OPTIONS = frozenset(inspect.signature(calibration_state_of).parameters)
 _REPORT: dict[str, Callable[[Job, dict[str, np.ndarray]], State]] = {
     "losses": _losses, "calibration": _calibration, "divergences": _divergences,
 }
