@@ -57,6 +57,7 @@ from xentropy._validation import (
     check_range,
     check_same_shape,
     first_index,
+    number_text,
 )
 from xentropy.calibration.binning import _assign_bins, _BinSums, reliability_bins
 from xentropy.calibration.metrics import (
@@ -216,7 +217,7 @@ def _slice_model(model: _Model, rows: np.ndarray) -> _Model:
 
 
 def _sliced_sums(values: np.ndarray, outcomes: np.ndarray, w: np.ndarray, part: _Partition,
-                 n_bins: int, binning: str) -> tuple[_BinSums, list[np.ndarray]]:
+                 n_bins: int, binning: str) -> tuple[_BinSums, list[np.ndarray | None]]:
     """Every bin of every slice, from one group-major bincount: sums of shape (G, B).
 
     Returns the sums (with ``shift`` 0: the weights of each slice are scaled by its own
@@ -252,7 +253,7 @@ def _shifts(w: np.ndarray, part: _Partition) -> np.ndarray:
     return np.minimum(0, np.frexp(largest)[1])
 
 
-def _row(sums: _BinSums, g: int, shift: int, edges: np.ndarray) -> _BinSums:
+def _row(sums: _BinSums, g: int, shift: int, edges: np.ndarray | None) -> _BinSums:
     return _BinSums(count=sums.count[g:g + 1], weight=sums.weight[g:g + 1],
                     sum_confidence=sums.sum_confidence[g:g + 1],
                     sum_outcome=sums.sum_outcome[g:g + 1], shift=shift, edges=edges)
@@ -366,8 +367,9 @@ def sliced_report(
         whole = calibration_report(probabilities, labels, logits=logits,
                                    sample_weights=sample_weights, **whole_options)
         problem = _single_label(probabilities, labels, logits, sample_weights, options)
+        assert groups is not None  # the dispatch of calibration_report
         part = _group_partition(groups, problem.y.shape[0])
-        per_group = tuple(dataclasses.replace(r, group=v)
+        groups_ = tuple(dataclasses.replace(r, group=v)
                           for r, v in zip(_reports(problem, part, options), part.values,
                                           strict=True))
         state = None
@@ -375,7 +377,7 @@ def sliced_report(
             assert whole.state is not None
             state = dataclasses.replace(whole.state, per_group=_group_states(
                 part, lambda rows: _unit_state(problem, rows, options)))
-        return dataclasses.replace(whole, per_group=per_group, state=state)
+        return dataclasses.replace(whole, per_group=groups_, state=state)
 
     pairs, n_rows, n_labels = _multi_label(probabilities, labels, logits, targets,
                                            sample_weights, options["epsilon"])
@@ -386,7 +388,7 @@ def sliced_report(
     rows_part = _group_partition(groups, n_rows)
     # The pairs of group g are those of its rows; (g, k) cells number g·C + k.
     pair_groups = np.repeat(rows_part.codes, n_labels)
-    per_group = []
+    per_group: list[CalibrationResult] = []
     cells = _Partition.of_codes(pair_groups * n_labels + labels_part.codes,
                                 rows_part.size * n_labels)
     micro = _reports(pairs, _Partition.of_codes(pair_groups, rows_part.size), options)
@@ -468,7 +470,7 @@ def _multi_label(probabilities: ArrayLike | None, labels: ArrayLike | None,
     bad = (t != 0) & (t != 1)
     if bad.any():
         pos = first_index(bad)
-        raise InputError("targets", f"expected 0 or 1, got {t[pos]!r}", position=pos,
+        raise InputError("targets", f"expected 0 or 1, got {number_text(t[pos])}", position=pos,
                          kind="out_of_range")
     n_rows, n_labels = scores.shape
     w = _check_sample_weights(sample_weights, n_rows)

@@ -1625,16 +1625,16 @@ def _read_per_group(value: Any, options: CalibrationOptions, n_samples: int
 
 def _merge_per_label(states: Sequence[CalibrationState]
                      ) -> tuple[CalibrationState, ...] | None:
-    first = states[0].per_label
-    for i, s in enumerate(states):
-        if (s.per_label is None) != (first is None) or (
-                first is not None and len(s.per_label) != len(first)):
+    sizes = [None if s.per_label is None else len(s.per_label) for s in states]
+    for i, size in enumerate(sizes):
+        if size != sizes[0]:
             raise StateError("expected the per_label of states[0] (as many labels, or none)",
                              path=("per_label",), index=i, kind="states_disagree")
-    if first is None:
+    labels = [s.per_label for s in states if s.per_label is not None]
+    if not labels:
         return None
-    return tuple(CalibrationState.merge_all([s.per_label[k] for s in states])
-                 for k in range(len(first)))
+    return tuple(CalibrationState.merge_all([p[k] for p in labels])
+                 for k in range(len(labels[0])))
 
 
 def _merge_per_group(states: Sequence[CalibrationState]
