@@ -144,7 +144,7 @@ def test_per_group_is_byte_equal_to_separate_requests(client, kind, shape):
             **{k: (v[rows] if isinstance(v, np.ndarray) else v) for k, v in truth.items()},
             "sample_weights": w[rows], **options,
         })
-        assert list(entry)[0] == "group"
+        assert next(iter(entry)) == "group"
         assert _bytes_of({k: v for k, v in entry.items() if k != "group"}) == alone.content
 
 
@@ -159,7 +159,7 @@ def test_more_than_max_groups_is_422_naming_the_field(client):
     assert detail["loc"] == ["body", "groups", n - 1]
     assert "10000" in detail["msg"]
     # exactly the limit is served (and the body's 2 × 10 000 string quotes are allowed)
-    r = _post(client, {**body, "groups": body["groups"][:-1] + ["g0"]})
+    r = _post(client, {**body, "groups": [*body["groups"][:-1], "g0"]})
     assert r.status_code == 200, r.text[:300]
     assert len(r.json()["per_group"]) == MAX_GROUPS
 
@@ -203,7 +203,7 @@ def test_groups_bins_are_bounded_by_the_class_bins_and_the_element_limit():
 
 
 def test_merged_states_of_groups_through_merge(client):
-    z, p, t = _multilabel()
+    _, p, t = _multilabel()
     groups = [["a", "b", "c"][i % 3] for i in range(N)]
     body = {"probabilities": p, "targets": t, "multilabel": True, "n_bins": 5}
     whole = _post(client, {**body, "groups": groups}).json()
@@ -234,7 +234,7 @@ def test_merged_states_of_groups_through_merge(client):
 
 
 def test_diagram_takes_multilabel_input_and_draws_the_micro_report(client):
-    z, p, t = _multilabel()
+    _, p, t = _multilabel()
     body = {"probabilities": p, "targets": t, "multilabel": True, "n_bins": 5}
     r = _post(client, body, "/v1/calibration/diagram")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")

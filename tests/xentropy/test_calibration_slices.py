@@ -183,7 +183,7 @@ def test_options_beyond_the_core_apply_per_group():
 
 
 def test_groups_with_multilabel_are_multilabel_reports_of_each_group():
-    z, p, t = _multilabel(90, 3)
+    _, p, t = _multilabel(90, 3)
     groups = np.array(["a", "b", "c"])[RNG.integers(0, 3, 90)]
     w = RNG.uniform(0.5, 1.5, 90)
     r = calibration_report(p, targets=t, multilabel=True, groups=groups, sample_weights=w,
