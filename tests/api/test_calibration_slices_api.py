@@ -233,13 +233,26 @@ def test_merged_states_of_groups_through_merge(client):
     assert r.json()["detail"][0]["loc"] == ["body", "states", 0, "per_group", 1, "group"]
 
 
-def test_diagram_takes_multilabel_input_and_draws_the_micro_report(client):
+def test_diagram_takes_multilabel_input_one_panel_per_label(client):
+    from xentropy.calibration import (
+        calibration_report,
+        reliability_diagram,
+        reliability_diagrams,
+    )
+
     _, p, t = _multilabel()
     body = {"probabilities": p, "targets": t, "multilabel": True, "n_bins": 5}
     r = _post(client, body, "/v1/calibration/diagram")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
-    flat = _post(client, {"probabilities": p.ravel(), "labels": t.ravel(), "n_bins": 5},
-                 "/v1/calibration/diagram")
-    assert r.content == flat.content
+    columns = [calibration_report(p[:, k], t[:, k], n_bins=5) for k in range(C)]
+    assert r.text == reliability_diagrams(columns, [f"label {k}" for k in range(C)])
+    assert r.text.count('class="panel"') == C
+    # more than 16 labels: the micro diagram (all pairs pooled)
+    wide_p, wide_t = np.tile(p, 5), np.tile(t, 5)
+    r = _post(client, {**body, "probabilities": wide_p, "targets": wide_t},
+              "/v1/calibration/diagram")
+    assert r.status_code == 200
+    micro = calibration_report(wide_p.ravel(), wide_t.ravel(), n_bins=5)
+    assert r.text == reliability_diagram(micro)
     r = _post(client, {**body, "targets": t[:-1]}, "/v1/calibration/diagram")
     assert r.status_code == 422

@@ -18,7 +18,7 @@ from app.api.states import answer
 from app.settings import Settings
 from xentropy._validation import InputError
 from xentropy.calibration import CALIBRATION_PARAMS, CalibrationResult, calibration_report
-from xentropy.calibration.diagram import reliability_diagram
+from xentropy.calibration.diagram import MAX_PANELS, reliability_diagram, reliability_diagrams
 from xentropy.calibration.slices import MAX_GROUPS
 
 router = APIRouter(prefix="/v1/calibration", tags=["calibration"], responses=ERROR_RESPONSES)
@@ -104,7 +104,14 @@ def report(body: JsonBody, settings: SettingsDep) -> Response:
 )
 def diagram(body: JsonBody, settings: SettingsDep) -> Response:
     """The same body as /v1/calibration; answers a reliability diagram with the confidence
-    histogram under it and the ECE written on it. Multi-label input: the diagram of the
-    micro report (all pairs pooled); the result passed on carries ``per_label``."""
+    histogram under it and the ECE written on it. Multi-label input: small multiples, one
+    panel per label ("label k"), for at most 16 labels; with more, the diagram of the
+    micro report (all pairs pooled). With `groups`, the diagram of all the rows."""
     req = parse_request(CalibrationRequest, body, settings)
-    return Response(reliability_diagram(_report(req, settings)), media_type="image/svg+xml")
+    result = _report(req, settings)
+    labels = result.per_label
+    if labels is not None and len(labels) <= MAX_PANELS:
+        svg = reliability_diagrams(labels, [f"label {k}" for k in range(len(labels))])
+    else:
+        svg = reliability_diagram(result)
+    return Response(svg, media_type="image/svg+xml")
