@@ -154,8 +154,9 @@ def test_per_group_is_the_report_of_each_group_alone(binning, shape, kind, weigh
     codes[[5, 77, 200]] = [40, 41, 42]  # one-sample groups
     groups = codes * 7 - 20 if kind == "ints" else np.array([f"g{c}" for c in codes])
     w = RNG.uniform(0.0, 2.0, n) if weighted else None
-    if weighted:
-        w[codes == 3] *= 1e-300  # tiny weights: a group of its own scale
+    if weighted:  # groups of their own scale: products w·c subnormal unless rescaled
+        w[codes == 3] *= 1e-310
+        w[codes == 5] *= 1e-200
     for key, x in (("probabilities", p), ("logits", z)):
         options = {"n_bins": 6, "binning": binning}
         r = calibration_report(**{key: x}, labels=y, groups=groups, sample_weights=w,

@@ -217,12 +217,12 @@ def _slice_model(model: _Model, rows: np.ndarray) -> _Model:
 
 
 def _sliced_sums(values: np.ndarray, outcomes: np.ndarray, w: np.ndarray, part: _Partition,
-                 n_bins: int, binning: str) -> tuple[_BinSums, list[np.ndarray | None]]:
+                 n_bins: int, binning: str, shifts: np.ndarray
+                 ) -> tuple[_BinSums, list[np.ndarray | None]]:
     """Every bin of every slice, from one group-major bincount: sums of shape (G, B).
 
-    Returns the sums (with ``shift`` 0: the weights of each slice are scaled by its own
-    power of two, ``shifts[g]``, as :func:`_binned` scales a single request's) and the
-    edges of each slice's bins."""
+    Returns the sums (with ``shift`` 0: the weights of slice g are scaled by 2**-shifts[g],
+    as :func:`_binned` scales a single request's) and the edges of each slice's bins."""
     g_count, n_units = part.size, values.shape[0]
     bins = np.empty(n_units, np.int64)
     if binning == "uniform":
@@ -238,7 +238,7 @@ def _sliced_sums(values: np.ndarray, outcomes: np.ndarray, w: np.ndarray, part: 
             edges.append(q.edges)
     keys = part.codes * n_bins + bins
     size = g_count * n_bins
-    ws = np.ldexp(w, -_shifts(w, part)[part.codes])
+    ws = np.ldexp(w, -shifts[part.codes])
 
     def total(x: np.ndarray | None) -> np.ndarray:
         return np.bincount(keys, weights=x, minlength=size).reshape(g_count, n_bins)
@@ -249,7 +249,10 @@ def _sliced_sums(values: np.ndarray, outcomes: np.ndarray, w: np.ndarray, part: 
 
 def _shifts(w: np.ndarray, part: _Partition) -> np.ndarray:
     """Per slice, the exponent ``_binned`` scales that slice's weights by."""
-    largest = np.maximum.reduceat(w[part.order], part.start)
+    # reduceat needs increasing offsets: the slices in the order they lie in ``order``.
+    by_offset = np.argsort(part.start)
+    largest = np.empty(part.size)
+    largest[by_offset] = np.maximum.reduceat(w[part.order], part.start[by_offset])
     return np.minimum(0, np.frexp(largest)[1])
 
 
@@ -301,14 +304,15 @@ def _core_reports(problem: _Problem, part: _Partition, options: dict[str, Any]
 
     n_bins, binning, units = options["n_bins"], options["binning"], options["units"]
     m, w = problem.model, problem.w
-    top, edges = _sliced_sums(m.confidence, m.outcome, w, part, n_bins, binning)
     shifts = _shifts(w, part)
+    top, edges = _sliced_sums(m.confidence, m.outcome, w, part, n_bins, binning, shifts)
     ece, mce, rmsce = (_calibration_error(top, norm) for norm in ("l1", "max", "l2"))
     if binning == "quantile":
         ace = ece
     else:
         ace = _calibration_error(
-            _sliced_sums(m.confidence, m.outcome, w, part, n_bins, "quantile")[0], "l1")
+            _sliced_sums(m.confidence, m.outcome, w, part, n_bins, "quantile", shifts)[0],
+            "l1")
     binary = m.probs.ndim == 1
     out = []
     for g in range(part.size):
