@@ -117,7 +117,7 @@ def test_multilabel_probabilities_are_independent_but_in_0_1():
     assert (info.value.field, info.value.position) == ("probabilities", (0, 1))
     with pytest.raises(InputError) as info:
         calibration_report([0.9, 0.1], targets=[[1, 1], [0, 0]], multilabel=True)
-    assert info.value.field == "probabilities" and info.value.kind == "shape_error"
+    assert info.value.field == "probabilities" and info.value.kind == "shape_mismatch"
     with pytest.raises(InputError) as info:
         calibration_report([0.9, 0.1], [1, 0], targets=[1, 0])
     assert info.value.field == "targets" and info.value.kind == "not_applicable"

@@ -294,7 +294,7 @@ def _check_slice_weights(problem: _Problem, part: _Partition) -> None:
         raise InputError(
             "sample_weights", f"expected a positive weight in every slice, got only zeros "
             f"in slice {part.values[g]!r} (its report would have no mean)",
-            position=(int(part.rows(g)[0]),), kind="out_of_range",
+            position=(int(part.rows(g)[0]),), kind="zero_denominator",
         )
 
 
@@ -466,7 +466,10 @@ def _multi_label(probabilities: ArrayLike | None, labels: ArrayLike | None,
     from_logits = probabilities is None
     field = "logits" if from_logits else "probabilities"
     scores = np.ascontiguousarray(
-        as_float_array(logits if from_logits else probabilities, field, ndim=2))
+        as_float_array(logits if from_logits else probabilities, field, ndim=(1, 2)))
+    if scores.ndim != 2:  # a rule between fields: shape N is binary input otherwise
+        raise InputError(field, f"expected N×C {field} with multilabel: true (one column "
+                         f"per label), got shape {scores.shape[0]}", kind="shape_mismatch")
     if not from_logits:
         check_range(scores, field, low=0.0, high=1.0, what="a probability")
     t = as_float_array(targets, "targets", ndim=(1, 2))
