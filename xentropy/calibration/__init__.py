@@ -55,6 +55,7 @@ from xentropy.calibration.report import (
     TemperatureFit,
     calibration_report,
 )
+from xentropy.calibration.slices import MAX_GROUPS, MacroCalibration
 from xentropy.calibration.temperature import (
     MAX_LOGIT_RANGE,
     TEMPERATURE_MAX,
@@ -65,6 +66,7 @@ from xentropy.calibration.temperature import (
 __all__ = [
     "CALIBRATION_PARAMS",
     "MAX_BINS",
+    "MAX_GROUPS",
     "MAX_LOGIT_RANGE",
     "MAX_PANELS",
     "TEMPERATURE_MAX",
@@ -76,6 +78,7 @@ __all__ = [
     "DiagramOverlays",
     "Estimates",
     "Intervals",
+    "MacroCalibration",
     "TemperatureFit",
     "calibration_report",
     "diagram_overlays",

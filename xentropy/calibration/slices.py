@@ -35,6 +35,20 @@ partitioned by label, so labels and groups are one mechanism):
 Memory: O(N·C) for the per-sample quantities and O(G·C·n_bins) for the binned sums of
 groups × labels, which the service bounds (XENTROPY_MAX_CLASS_BINS and the element limit,
 which counts the bins of the answer).
+
+>>> from xentropy.calibration import calibration_report
+>>> r = calibration_report([0.9, 0.2, 0.65, 0.4], [1, 0, 0, 1], groups=["b", "a", "b", "a"],
+...                        n_bins=2)
+>>> [(g.group, g.n_samples, round(g.ece, 6)) for g in r.per_group]
+[('b', 2, 0.275), ('a', 2, 0.2)]
+>>> g = calibration_report([0.9, 0.65], [1, 0], n_bins=2)
+>>> g == dataclasses.replace(r.per_group[0], group=None)
+True
+>>> m = calibration_report([[0.9, 0.2], [0.3, 0.6]], targets=[[1, 0], [0, 1]],
+...                        multilabel=True, n_bins=2)
+>>> m.n_samples, len(m.per_label), m.per_label[1] == calibration_report(
+...     [0.2, 0.6], [0, 1], n_bins=2), round(m.macro.brier, 6)
+(4, 2, True, 0.075)
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import numpy as np
 from fastapi import APIRouter, Response
 
 from app.api.body import JsonBody, SettingsDep, parse_request
-from app.api.limits import check_answer_elements
+from app.api.limits import check_answer_elements, request_elements
 from app.api.openapi import json_request_body
 from app.api.schemas.calibration import (
     CalibrationData,
@@ -43,8 +43,11 @@ def _check_bins(req: CalibrationData, settings: Settings) -> None:
         )
     n_groups = 1
     if req.groups is not None:
-        # One sort of the values to count them (the library sorts them again, once).
-        n_groups = min(int(np.unique(req.groups).shape[0]), MAX_GROUPS + 1)
+        # At most one group per row; the values are sorted to count them only when that
+        # bound does not already settle both checks (the library sorts them once more).
+        n_groups = min(req.groups.shape[0], MAX_GROUPS + 1)
+        if not _within(req, settings, n_groups, n_classes, n_bins, multilabel):
+            n_groups = min(int(np.unique(req.groups).shape[0]), MAX_GROUPS + 1)
     if n_groups * n_classes * n_bins > settings.max_class_bins:
         shown = f"{n_classes} × {n_bins}" if req.groups is None else (
             f"{n_groups} groups × {n_classes} × {n_bins}")
@@ -54,9 +57,8 @@ def _check_bins(req: CalibrationData, settings: Settings) -> None:
             f"XENTROPY_MAX_CLASS_BINS), got {shown}", kind="out_of_range",
         )
     if req.groups is not None or multilabel:
-        reports = (n_classes + 2 if multilabel else 1) * (1 + (n_groups if req.groups is not
-                                                                None else 0))
-        check_answer_elements(req, settings, reports * (6 * n_bins + 6 * n_classes + 16))
+        check_answer_elements(req, settings, _answer_elements(req, n_groups, n_classes,
+                                                              n_bins, multilabel))
     if getattr(req, "mode") == "classwise":  # noqa: B009
         # Every class's every bin is in the answer then (8 numbers each, with intervals).
         check_answer_elements(req, settings, CLASS_BIN_NUMBERS * n_classes * n_bins)
@@ -64,6 +66,23 @@ def _check_bins(req: CalibrationData, settings: Settings) -> None:
 
 #: Numbers per class-wise bin in an answer (edges, count, weight, means, interval).
 CLASS_BIN_NUMBERS = 8
+
+
+def _answer_elements(req: CalibrationData, n_groups: int, n_classes: int, n_bins: int,
+                     multilabel: bool) -> int:
+    """Numbers of a sliced answer: per report its bins (six numbers each), its per-class
+    entries and its scalars; C + 2 reports (labels, micro, top) with ``multilabel``, one
+    more set per group."""
+    reports = (n_classes + 2 if multilabel else 1) * (
+        1 + (n_groups if req.groups is not None else 0))
+    return reports * (6 * n_bins + 6 * n_classes + 16)
+
+
+def _within(req: CalibrationData, settings: Settings, n_groups: int, n_classes: int,
+            n_bins: int, multilabel: bool) -> bool:
+    return (n_groups * n_classes * n_bins <= settings.max_class_bins
+            and request_elements(req) + _answer_elements(
+                req, n_groups, n_classes, n_bins, multilabel) <= settings.max_elements)
 
 
 def _report(req: CalibrationData, settings: Settings) -> CalibrationResult:
