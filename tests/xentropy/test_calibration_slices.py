@@ -346,3 +346,27 @@ def test_sliced_state_errors_name_their_path():
         xentropy.merge([xentropy.state_from_json(state), plain])
     assert info.value.path == ("per_group",) and info.value.index == 1
     assert math.isfinite(xentropy.finalize(xentropy.state_from_json(state)).ece)
+
+
+def test_the_core_of_every_group_comes_from_one_pass(monkeypatch):
+    """Without options beyond the core, a grouped report is one report of the whole batch
+    plus the group-major pass: calibration_report runs once whatever the number of groups
+    (a spy that counts calls and runs the real function); options beyond the core (here
+    temperature scaling) run it once more per group, by construction."""
+    import xentropy.calibration.report as report
+
+    calls = []
+    real = report.calibration_report
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("groups") is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report, "calibration_report", spy)
+    z, _, y = _multiclass(500, 3)
+    groups = np.arange(500) % 50
+    r = spy(logits=z, labels=y, groups=groups)
+    assert len(r.per_group) == 50 and len(calls) == 2  # the call itself and the whole batch
+    calls.clear()
+    spy(logits=z, labels=y, groups=groups, fit_temperature=True)
+    assert len(calls) == 2 + 50
