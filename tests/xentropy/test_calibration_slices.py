@@ -213,6 +213,10 @@ def test_groups_errors():
     with pytest.raises(InputError) as info:
         calibration_report(p, y, groups=[1, 2, 1], sample_weights=[1.0, 0.0, 1.0])
     assert (info.value.field, info.value.position) == ("sample_weights", (1,))
+    with pytest.raises(InputError) as info:  # multi-label: the row, not the pair
+        calibration_report([[0.2, 0.3]] * 3, targets=[[0, 1]] * 3, multilabel=True,
+                           groups=[1, 2, 2], sample_weights=[1.0, 0.0, 0.0])
+    assert (info.value.field, info.value.position) == ("sample_weights", (1,))
 
 
 def test_at_most_max_groups_distinct_values():

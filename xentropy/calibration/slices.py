@@ -281,7 +281,7 @@ def _reports(problem: _Problem, part: _Partition, options: dict[str, Any]
     """The report of each slice of ``problem``, equal to a separate request's."""
     from xentropy.calibration.report import calibration_report
 
-    _check_slice_weights(problem, part)
+    _check_slice_weights(problem.w, problem.weighted, part)
     beyond_core = {
         name: value for name, value in options.items() if name not in _CORE_OPTIONS
     }
@@ -298,11 +298,11 @@ def _default(name: str) -> Any:
     return CALIBRATION_PARAMS[name].default
 
 
-def _check_slice_weights(problem: _Problem, part: _Partition) -> None:
+def _check_slice_weights(w: np.ndarray, weighted: bool, part: _Partition) -> None:
     """Each slice needs a positive weight, as a separate request does."""
-    if not problem.weighted:
+    if not weighted:
         return
-    positive = np.bincount(part.codes, weights=problem.w > 0, minlength=part.size)
+    positive = np.bincount(part.codes, weights=w > 0, minlength=part.size)
     if (positive == 0).any():
         g = int(np.flatnonzero(positive == 0)[0])
         raise InputError(
@@ -387,15 +387,15 @@ def sliced_report(
         problem = _single_label(probabilities, labels, logits, sample_weights, options)
         assert groups is not None  # the dispatch of calibration_report
         part = _group_partition(groups, problem.y.shape[0])
-        groups_ = tuple(dataclasses.replace(r, group=v)
-                          for r, v in zip(_reports(problem, part, options), part.values,
-                                          strict=True))
+        reports = _reports(problem, part, options)
+        per_group = tuple(dataclasses.replace(r, group=v)
+                          for r, v in zip(reports, part.values, strict=True))
         state = None
         if options["return_state"]:
             assert whole.state is not None
             state = dataclasses.replace(whole.state, per_group=_group_states(
                 part, lambda rows: _unit_state(problem, rows, options)))
-        return dataclasses.replace(whole, per_group=groups_, state=state)
+        return dataclasses.replace(whole, per_group=per_group, state=state)
 
     pairs, n_rows, n_labels = _multi_label(probabilities, labels, logits, targets,
                                            sample_weights, options["epsilon"])
@@ -404,23 +404,25 @@ def sliced_report(
     if groups is None:
         return whole
     rows_part = _group_partition(groups, n_rows)
+    # A group without weight, named by its first row (not pair).
+    _check_slice_weights(pairs.w[::n_labels], pairs.weighted, rows_part)
     # The pairs of group g are those of its rows; (g, k) cells number g·C + k.
     pair_groups = np.repeat(rows_part.codes, n_labels)
-    per_group: list[CalibrationResult] = []
+    grouped: list[CalibrationResult] = []
     cells = _Partition.of_codes(pair_groups * n_labels + labels_part.codes,
                                 rows_part.size * n_labels)
     micro = _reports(pairs, _Partition.of_codes(pair_groups, rows_part.size), options)
     per_cell = _reports(pairs, cells, options)
     for g, value in enumerate(rows_part.values):
         per_label = tuple(per_cell[g * n_labels:(g + 1) * n_labels])
-        per_group.append(_assemble(micro[g], per_label, group=value))
+        grouped.append(_assemble(micro[g], per_label, group=value))
     state = None
     if options["return_state"]:
         assert whole.state is not None
         state = dataclasses.replace(whole.state, per_group=_group_states(
             rows_part, lambda rows: _multilabel_state(
                 pairs, _pairs_of(rows, n_labels), n_labels, options)))
-    return dataclasses.replace(whole, per_group=tuple(per_group), state=state)
+    return dataclasses.replace(whole, per_group=tuple(grouped), state=state)
 
 
 def _assemble(micro: CalibrationResult, per_label: tuple[CalibrationResult, ...], *,
