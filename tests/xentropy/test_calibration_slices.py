@@ -273,6 +273,8 @@ def sliced_cases(draw: Any) -> tuple[Any, ...]:
     }
     if draw(st.booleans()):
         options["sample_weights"] = rng.uniform(0.1, 3.0, n)
+    if from_logits and draw(st.booleans()):  # beyond the core: full reports per slice
+        options["fit_temperature"] = True
     return (z if from_logits else p), y, from_logits, multilabel, groups, options
 
 

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -277,19 +276,29 @@ def _row(sums: _BinSums, g: int, shift: int, edges: np.ndarray | None) -> _BinSu
 
 
 def _reports(problem: _Problem, part: _Partition, options: dict[str, Any]
-             ) -> list[CalibrationResult]:
-    """The report of each slice of ``problem``, equal to a separate request's."""
+             ) -> tuple[list[CalibrationResult], list[CalibrationState] | None]:
+    """The report of each slice of ``problem``, equal to a separate request's, and with
+    ``return_state`` each slice's state (else ``None``), as that request would give it."""
     from xentropy.calibration.report import calibration_report
 
     _check_slice_weights(problem.w, problem.weighted, part)
-    beyond_core = {
-        name: value for name, value in options.items() if name not in _CORE_OPTIONS
-    }
-    if any(value != _default(name) for name, value in beyond_core.items()):
-        plain = {**options, "return_state": False, "multilabel": False}
-        return [calibration_report(**problem.request(part.rows(g)), **plain)
+    with_states = bool(options["return_state"])
+    if any(value != _default(name) for name, value in options.items()
+           if name not in _CORE_OPTIONS):
+        plain = {**options, "multilabel": False}
+        full = [calibration_report(**problem.request(part.rows(g)), **plain)
                 for g in range(part.size)]
-    return _core_reports(problem, part, options)
+        states = [_state_of(r) for r in full] if with_states else None
+        return [dataclasses.replace(r, state=None) for r in full], states
+    reports = _core_reports(problem, part, options)
+    if not with_states:
+        return reports, None
+    return reports, [_unit_state(problem, part.rows(g), options) for g in range(part.size)]
+
+
+def _state_of(result: CalibrationResult) -> CalibrationState:
+    assert result.state is not None  # return_state
+    return result.state
 
 
 def _default(name: str) -> Any:
@@ -375,54 +384,75 @@ def sliced_report(
     (see the module docstring); ``options`` are its keyword options."""
     from xentropy.calibration.report import calibration_report
 
-    multilabel = options["multilabel"]
-    whole_options = {**options, "multilabel": False}
-    if not multilabel:
+    if not options["multilabel"]:
         if targets is not None:
             raise InputError("targets", "expected multilabel: true with targets (N×C 0/1 "
                              "labels of independent probabilities); single-label input "
                              "takes labels", kind="not_applicable")
         whole = calibration_report(probabilities, labels, logits=logits,
-                                   sample_weights=sample_weights, **whole_options)
+                                   sample_weights=sample_weights,
+                                   **{**options, "multilabel": False})
         problem = _single_label(probabilities, labels, logits, sample_weights, options)
         assert groups is not None  # the dispatch of calibration_report
         part = _group_partition(groups, problem.y.shape[0])
-        reports = _reports(problem, part, options)
+        reports, states = _reports(problem, part, options)
         per_group = tuple(dataclasses.replace(r, group=v)
                           for r, v in zip(reports, part.values, strict=True))
-        state = None
-        if options["return_state"]:
-            assert whole.state is not None
-            state = dataclasses.replace(whole.state, per_group=_group_states(
-                part, lambda rows: _unit_state(problem, rows, options)))
+        state = whole.state
+        if states is not None:
+            assert state is not None
+            state = dataclasses.replace(state, per_group=tuple(zip(part.values, states,
+                                                                   strict=True)))
         return dataclasses.replace(whole, per_group=per_group, state=state)
 
     pairs, n_rows, n_labels = _multi_label(probabilities, labels, logits, targets,
                                            sample_weights, options["epsilon"])
     labels_part = _Partition.of_codes(np.tile(np.arange(n_labels), n_rows), n_labels)
-    whole = _multilabel_result(pairs, labels_part, options)
+    # The pool of all pairs is a request of its own (it checks the options), with its state.
+    pool = calibration_report(**pairs.request(np.arange(n_rows * n_labels)),
+                              **{**options, "multilabel": False})
+    whole = _multilabel(pairs, ([dataclasses.replace(pool, state=None)],
+                                None if pool.state is None else [pool.state]),
+                        labels_part, n_labels, options)[0]
     if groups is None:
         return whole
     rows_part = _group_partition(groups, n_rows)
     # A group without weight, named by its first row (not pair).
     _check_slice_weights(pairs.w[::n_labels], pairs.weighted, rows_part)
-    # The pairs of group g are those of its rows; (g, k) cells number g·C + k.
+    # The pairs of group g are those of its rows; its (g, k) cells number g·C + k.
     pair_groups = np.repeat(rows_part.codes, n_labels)
-    grouped: list[CalibrationResult] = []
-    cells = _Partition.of_codes(pair_groups * n_labels + labels_part.codes,
-                                rows_part.size * n_labels)
-    micro = _reports(pairs, _Partition.of_codes(pair_groups, rows_part.size), options)
-    per_cell = _reports(pairs, cells, options)
-    for g, value in enumerate(rows_part.values):
-        per_label = tuple(per_cell[g * n_labels:(g + 1) * n_labels])
-        grouped.append(_assemble(micro[g], per_label, group=value))
-    state = None
-    if options["return_state"]:
-        assert whole.state is not None
-        state = dataclasses.replace(whole.state, per_group=_group_states(
-            rows_part, lambda rows: _multilabel_state(
-                pairs, _pairs_of(rows, n_labels), n_labels, options)))
-    return dataclasses.replace(whole, per_group=tuple(grouped), state=state)
+    grouped = _multilabel(
+        pairs, _reports(pairs, _Partition.of_codes(pair_groups, rows_part.size), options),
+        _Partition.of_codes(pair_groups * n_labels + labels_part.codes,
+                            rows_part.size * n_labels),
+        n_labels, options, rows_part.values)
+    state = whole.state
+    if state is not None:
+        state = dataclasses.replace(state, per_group=tuple(
+            (value, _state_of(r)) for value, r in zip(rows_part.values, grouped,
+                                                      strict=True)))
+    return dataclasses.replace(whole, per_group=tuple(
+        dataclasses.replace(r, state=None) for r in grouped), state=state)
+
+
+def _multilabel(pairs: _Problem,
+                pools: tuple[list[CalibrationResult], list[CalibrationState] | None],
+                cells: _Partition, n_labels: int, options: dict[str, Any],
+                values: tuple[Any, ...] = (None,)) -> list[CalibrationResult]:
+    """The multi-label report of each pool of pairs (all pairs, or a group's) from the
+    pools' (micro) reports and states, and their labels, cells ``g·C + k``: the micro
+    report at the top, its labels' reports, their mean; with ``return_state``, the pool's
+    state with its labels'."""
+    micro, micro_states = pools
+    per_cell, cell_states = _reports(pairs, cells, options)
+    out = []
+    for g, value in enumerate(values):
+        labels = slice(g * n_labels, (g + 1) * n_labels)
+        state = None
+        if micro_states is not None and cell_states is not None:
+            state = dataclasses.replace(micro_states[g], per_label=tuple(cell_states[labels]))
+        out.append(_assemble(micro[g], tuple(per_cell[labels]), group=value, state=state))
+    return out
 
 
 def _assemble(micro: CalibrationResult, per_label: tuple[CalibrationResult, ...], *,
@@ -431,25 +461,6 @@ def _assemble(micro: CalibrationResult, per_label: tuple[CalibrationResult, ...]
     ``per_label``, ``macro`` and ``micro`` beside it."""
     return dataclasses.replace(micro, per_label=per_label, macro=macro(per_label),
                                micro=micro, group=group, state=state)
-
-
-def _multilabel_result(pairs: _Problem, labels_part: _Partition, options: dict[str, Any]
-                       ) -> CalibrationResult:
-    from xentropy.calibration.report import calibration_report
-
-    everything = np.arange(pairs.y.shape[0])
-    micro = calibration_report(**pairs.request(everything),
-                               **{**options, "return_state": False, "multilabel": False})
-    per_label = tuple(_reports(pairs, labels_part, options))
-    state = None
-    if options["return_state"]:
-        state = _multilabel_state(pairs, everything, len(per_label), options)
-    return _assemble(micro, per_label, state=state)
-
-
-def _pairs_of(rows: np.ndarray, n_labels: int) -> np.ndarray:
-    """The pairs of these rows, row-major."""
-    return (rows[:, None] * n_labels + np.arange(n_labels)).ravel()
 
 
 def _single_label(probabilities: ArrayLike | None, labels: ArrayLike | None,
@@ -517,18 +528,3 @@ def _unit_state(problem: _Problem, rows: np.ndarray, options: dict[str, Any]
         n_bins=options["n_bins"], binning=options["binning"], units=options["units"],
         epsilon=options["epsilon"], from_logits=problem.from_logits,
     )
-
-
-def _multilabel_state(pairs: _Problem, units: np.ndarray, n_labels: int,
-                      options: dict[str, Any]) -> CalibrationState:
-    """The micro state of these pairs, with one binary state per label."""
-    micro = _unit_state(pairs, units, options)
-    per_label = tuple(_unit_state(pairs, units[k::n_labels], options)
-                      for k in range(n_labels))
-    return dataclasses.replace(micro, per_label=per_label)
-
-
-def _group_states(part: _Partition, state_of: Callable[[np.ndarray], CalibrationState]
-                  ) -> tuple[tuple[Any, CalibrationState], ...]:
-    """(group value, state of its rows), in first-appearance order."""
-    return tuple((v, state_of(part.rows(g))) for g, v in enumerate(part.values))
