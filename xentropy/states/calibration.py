@@ -427,8 +427,9 @@ class CalibrationState(State):
         state = cls(options=options, n_samples=n_samples, weight_exponent=exponent,
                     totals=totals, histogram=histogram, per_class=per_class,
                     replicates=replicates,
-                    per_label=_read_per_label(obj["per_label"], options, n_samples),
-                    per_group=_read_per_group(obj["per_group"], options, n_samples))
+                    per_label=_read_per_label(obj["per_label"], options, obj["options"],
+                                              n_samples),
+                    per_group=_read_per_group(obj["per_group"], obj["options"], n_samples))
         state._check()
         return state
 
@@ -1547,9 +1548,9 @@ def _plain_json(state: CalibrationState) -> dict[str, Any]:
     return out
 
 
-def _read_slice(value: Any, path: Path, options: CalibrationOptions, *,
-                labels: bool) -> CalibrationState:
-    """A slice's state, read as a state of the enclosing ``options``."""
+def _read_slice(value: Any, path: Path, options: Any, *, labels: bool) -> CalibrationState:
+    """A slice's state, read as a state of the enclosing state's ``options`` (their JSON,
+    as the enclosing state was sent)."""
     if not isinstance(value, dict):
         raise StateError("expected an object (a slice's state)", path=path,
                          kind="type_error")
@@ -1563,16 +1564,15 @@ def _read_slice(value: Any, path: Path, options: CalibrationOptions, *,
     if not labels and "per_label" in value:
         raise StateError("unknown field 'per_label': a label's state is binary",
                          path=(*path, "per_label"), kind="extra_forbidden")
-    whole = {"kind": "calibration", "version": VERSION,
-             "options": dataclasses.asdict(options), **value}
+    whole = {"kind": "calibration", "version": VERSION, "options": options, **value}
     try:
         return CalibrationState.read(whole)
     except StateError as error:
         raise error.under(*path) from None
 
 
-def _read_per_label(value: Any, options: CalibrationOptions, n_samples: int
-                    ) -> tuple[CalibrationState, ...] | None:
+def _read_per_label(value: Any, options: CalibrationOptions, options_json: Any,
+                    n_samples: int) -> tuple[CalibrationState, ...] | None:
     if value is None:
         return None
     if not options.binary:
@@ -1582,7 +1582,7 @@ def _read_per_label(value: Any, options: CalibrationOptions, n_samples: int
     if not isinstance(value, list) or not value:
         raise StateError("expected a non-empty list of label states", path=("per_label",),
                          kind="type_error")
-    out = tuple(_read_slice(v, ("per_label", k), options, labels=False)
+    out = tuple(_read_slice(v, ("per_label", k), options_json, labels=False)
                 for k, v in enumerate(value))
     if sum(s.n_samples for s in out) != n_samples:
         raise inconsistent(f"expected the labels' samples to add up to n_samples = "
@@ -1590,7 +1590,7 @@ def _read_per_label(value: Any, options: CalibrationOptions, n_samples: int
     return out
 
 
-def _read_per_group(value: Any, options: CalibrationOptions, n_samples: int
+def _read_per_group(value: Any, options_json: Any, n_samples: int
                     ) -> tuple[tuple[int | str, CalibrationState], ...] | None:
     from xentropy.calibration.slices import MAX_GROUPS
 
@@ -1612,7 +1612,7 @@ def _read_per_group(value: Any, options: CalibrationOptions, n_samples: int
             raise StateError(f"group {group!r} is listed twice", path=(*path, "group"),
                              kind="inconsistent_state")
         seen.add((type(group), group))
-        out.append((group, _read_slice(entry["state"], (*path, "state"), options,
+        out.append((group, _read_slice(entry["state"], (*path, "state"), options_json,
                                        labels=True)))
     if len({type(g) for g, _ in out}) > 1:
         raise StateError("expected all integers or all strings", path=("per_group",),
