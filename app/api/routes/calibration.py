@@ -71,11 +71,13 @@ CLASS_BIN_NUMBERS = 8
 def _answer_elements(req: CalibrationData, n_groups: int, n_classes: int, n_bins: int,
                      multilabel: bool) -> int:
     """Numbers of a sliced answer: per report its bins (six numbers each), its per-class
-    entries and its scalars; C + 2 reports (labels, micro, top) with ``multilabel``, one
-    more set per group."""
+    entries and its scalars (with ``mode: "classwise"``, every class's bins too, eight
+    numbers each); C + 2 reports (labels, micro, top) with ``multilabel``, one more set
+    per group."""
     reports = (n_classes + 2 if multilabel else 1) * (
         1 + (n_groups if req.groups is not None else 0))
-    return reports * (6 * n_bins + 6 * n_classes + 16)
+    class_bins = 8 * n_classes * n_bins if getattr(req, "mode", None) == "classwise" else 0
+    return reports * (6 * n_bins + 6 * n_classes + 16 + class_bins)
 
 
 def _within(req: CalibrationData, settings: Settings, n_groups: int, n_classes: int,
