@@ -376,3 +376,47 @@ def test_the_core_of_every_group_comes_from_one_pass(monkeypatch):
     calls.clear()
     spy(logits=z, labels=y, groups=groups, fit_temperature=True)
     assert len(calls) == 2 + 50
+
+
+def test_the_report_options_apply_per_group_and_per_label():
+    """mode, estimators, intervals and risk–coverage (added to the report after the
+    slices) apply per slice by construction: each slice equals its separate request."""
+    z, p, y = _multiclass(240, 3)
+    groups = np.array(list("abcd"))[RNG.integers(0, 4, 240)]
+    options = {"mode": "classwise", "estimators": ["ece_debiased", "ece_sweep", "smooth_ece"],
+               "confidence_level": 0.9, "bootstrap": {"n_resamples": 40},
+               "risk_coverage": True}
+    r = calibration_report(p, y, groups=groups, **options)
+    for e in r.per_group:
+        assert e.classwise_ece is not None and e.estimates is not None
+        assert _plain(e) == _separate(groups, e.group, p, y, None, "probabilities", **options)
+    _, _, t = _multilabel(240, 3)
+    ml = {"estimators": ["ece_debiased"], "confidence_level": 0.9, "risk_coverage": True}
+    r = calibration_report(logits=z, targets=t, multilabel=True, groups=groups, **ml)
+    for k in range(3):
+        assert r.per_label[k] == calibration_report(logits=z[:, k], labels=t[:, k], **ml)
+    for e in r.per_group:
+        rows = groups == e.group
+        assert _plain(e) == calibration_report(logits=z[rows], targets=t[rows],
+                                               multilabel=True, **ml)
+
+
+def test_states_of_groups_carry_the_report_options():
+    """A group's state is that of its separate request: class-wise cells, ece_debiased sums
+    and Poisson replicates merge per group (batches on distinct bootstrap streams)."""
+    _, p, y = _multiclass(300, 3)
+    groups = np.array(list("abcd"))[RNG.integers(0, 4, 300)]
+    options = {"mode": "classwise", "estimators": ["ece_debiased"], "confidence_level": 0.9}
+    parts = [slice(0, 90), slice(90, 300)]
+    states = [_json(calibration_report(p[s], y[s], groups=groups[s], return_state=True,
+                                       bootstrap={"stream": i}, **options).state)
+              for i, s in enumerate(parts)]
+    merged = xentropy.finalize(_json(xentropy.merge(states)))
+    whole = calibration_report(p, y, groups=groups, **options)
+    assert [e.group for e in merged.per_group] == [e.group for e in whole.per_group]
+    for got, want in zip(merged.per_group, whole.per_group, strict=True):
+        assert got.classwise_ece == pytest.approx(want.classwise_ece, rel=1e-12, abs=1e-14)
+        assert got.estimates.ece_debiased == pytest.approx(want.estimates.ece_debiased,
+                                                           rel=1e-12, abs=1e-14)
+        lower, upper = got.intervals.ece
+        assert lower <= upper  # replicates merged: the interval survives the merge
