@@ -46,8 +46,9 @@ BEYOND_SCHEMA = frozenset(
     }
 )
 #: Value rules: beyond the schema only for values inside encoded data, for labels (their
-#: range is [0, C)), for whole-field rules (sample weights that sum to 0 or overflow), and
-#: for numbers beyond the float64 range (see ``beyond_float64``).
+#: range is [0, C)), for groups (at most 10 000 distinct values), for whole-field rules
+#: (sample weights that sum to 0 or overflow), and for numbers beyond the float64 range
+#: (see ``beyond_float64``).
 VALUE_RULES = frozenset({"out_of_range", "not_finite"})
 FLOAT64_MAX = 1.7976931348623157e308
 
@@ -83,7 +84,8 @@ def _beyond_schema(item: dict[str, Any], body: dict[str, Any]) -> bool:
     if kind in VALUE_RULES and isinstance(field, str):
         encoded = isinstance(body.get(field), dict)
         whole_field = len(loc) == 2 and field == "sample_weights"
-        return encoded or field == "labels" or whole_field or beyond_float64(body, loc)
+        return (encoded or field in ("labels", "groups") or whole_field
+                or beyond_float64(body, loc))
     return False
 
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import types
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import anyio
+import msgspec
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
 from app.api.codec import Span, decode_scalar, element_budget, quoted, split_body
 from app.api.errors import BodyError
-from app.api.schemas.common import MAX_UNKNOWN_FIELDS, ArrayField, check_few_unknown_fields
+from app.api.schemas.common import (
+    MAX_UNKNOWN_FIELDS,
+    ArrayField,
+    GroupArray,
+    check_few_unknown_fields,
+)
 from app.settings import Settings, get_settings
 from xentropy._validation import InputError
 
@@ -81,6 +88,45 @@ def _array_fields(model: type[BaseModel]) -> frozenset[str]:
     return _ARRAY_FIELDS[model]
 
 
+def _group_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(
+        name for name, info in model.model_fields.items()
+        if any(isinstance(m, GroupArray) for m in info.metadata)
+        or any(isinstance(m, GroupArray) for arg in getattr(info.annotation, "__args__", ())
+               for m in getattr(arg, "__metadata__", ()))
+    )
+
+
+def _group_quotes(model: type[BaseModel], body: bytes | bytearray) -> int:
+    """The quotes of a valid ``groups`` array of strings, which the string limit (meant
+    to bound the keys of a body) does not count. Looked for only when the limit is
+    exceeded; the array found is one JSON array of strings, so it holds no keys."""
+    if body.count(b'"') <= 2 * _MAX_STRINGS:
+        return 0
+    total = 0
+    for name in _group_fields(model):
+        found = re.search(rb'"' + re.escape(name.encode()) + rb'"[ \t\n\r]*:[ \t\n\r]*\[',
+                          body)
+        if found is None:
+            continue
+        start = found.end() - 1
+        try:  # where the array ends: msgspec reports the trailing bytes' offset
+            msgspec.json.decode(memoryview(body)[start:], type=list[str])
+            continue  # nothing after the array: not the body's top-level object
+        except msgspec.DecodeError as exc:
+            end = _trailing_offset(exc)
+        except msgspec.ValidationError:
+            continue
+        if end is not None:
+            total += body.count(b'"', start, start + end)
+    return total
+
+
+def _trailing_offset(exc: Exception) -> int | None:
+    match = re.search(r"trailing characters \(byte (\d+)\)", str(exc))
+    return int(match.group(1)) if match else None
+
+
 def _admits_containers(annotation: Any) -> bool:
     """Whether a field of this type may hold a JSON array or object."""
     origin = get_origin(annotation)
@@ -126,7 +172,7 @@ def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -
         raise BodyError(
             413, f"the arrays hold more than {settings.max_elements} elements (the limit)"
         )
-    if body.count(b'"') > 2 * _MAX_STRINGS:
+    if body.count(b'"') - _group_quotes(model, body) > 2 * _MAX_STRINGS:
         raise InputError(
             "", f"expected the fields of this endpoint, got more than {_MAX_STRINGS} keys or "
             "strings", kind="extra_forbidden",

@@ -122,6 +122,11 @@ def element_budget(limit: int) -> Iterator[None]:
         _BUDGET.reset(token)
 
 
+def charge_elements(n: int) -> None:
+    """Count ``n`` elements decoded outside the codec (strings) against the budget."""
+    _charge(n)
+
+
 def _charge(n: int) -> None:
     budget = _BUDGET.get()
     if budget is not None:

@@ -124,6 +124,37 @@ def test_calibration_states_round_trip(xc: ModuleType, client: Any) -> None:
     assert ace.statistic == "ace" and abs(result.ace - whole.ace) <= ace.error_bound + 1e-14
 
 
+def test_calibration_slices_round_trip(xc: ModuleType, client: Any) -> None:
+    """Multi-label input with string groups: typed per_label, macro, micro and per_group,
+    and their states merged back through /v1/merge."""
+    m = load("models")
+    report = load("api.calibration.calibration_report")
+    merge = load("api.states.states_merge")
+    probs = 1.0 / (1.0 + np.exp(-LOGITS))
+    targets = (probs > 0.4).astype(int)
+    targets[::3] = 1 - targets[::3]
+    groups = [["north", "south"][i % 2] for i in range(len(LABELS))]
+
+    def body(part: slice, **extra: Any) -> Any:
+        return m.CalibrationRequest(probabilities=probs[part].tolist(),
+                                    targets=targets[part].tolist(), multilabel=True,
+                                    groups=groups[part], n_bins=5, **extra)
+
+    whole = report.sync(client=client, body=body(slice(None)))
+    assert isinstance(whole, m.CalibrationResponse)
+    assert len(whole.per_label) == probs.shape[1] and whole.micro.ece == whole.ece
+    assert [g.group for g in whole.per_group] == ["north", "south"]
+    assert isinstance(whole.per_group[0].per_label[0], m.CalibrationResponse)
+    states = [report.sync(client=client, body=body(part, return_state=True)).state
+              for part in PARTS]
+    merged = merge.sync(client=client, body=m.MergeRequest(states=states)).result
+    assert [g.group for g in merged.per_group] == ["north", "south"]
+    for got, want in zip(merged.per_group, whole.per_group, strict=True):
+        assert got.macro.nll == pytest.approx(want.macro.nll, rel=1e-12)
+        assert got.per_label[1].ece == pytest.approx(want.per_label[1].ece, rel=1e-12,
+                                                     abs=1e-14)
+
+
 def test_an_invalid_state_is_a_parsed_validation_error(xc: ModuleType, client: Any) -> None:
     m = load("models")
     categorical = load("api.losses.losses_categorical")

@@ -56,6 +56,7 @@ from xentropy.calibration.report import (
     calibration_report,
     calibration_state_of,
 )
+from xentropy.calibration.slices import MAX_GROUPS, MacroCalibration
 from xentropy.calibration.temperature import (
     MAX_LOGIT_RANGE,
     TEMPERATURE_MAX,
@@ -66,6 +67,7 @@ from xentropy.calibration.temperature import (
 __all__ = [
     "CALIBRATION_PARAMS",
     "MAX_BINS",
+    "MAX_GROUPS",
     "MAX_LOGIT_RANGE",
     "MAX_PANELS",
     "TEMPERATURE_MAX",
@@ -77,6 +79,7 @@ __all__ = [
     "DiagramOverlays",
     "Estimates",
     "Intervals",
+    "MacroCalibration",
     "TemperatureFit",
     "calibration_report",
     "calibration_state_of",

@@ -61,6 +61,7 @@ from xentropy.calibration.selective import SELECTIVE_PARAMS, SelectiveResult, ri
 from xentropy.calibration.temperature import _centred_logits, _solve_temperature
 
 if TYPE_CHECKING:
+    from xentropy.calibration.slices import MacroCalibration
     from xentropy.states.calibration import CalibrationState
 
 #: The calibration modes.
@@ -129,6 +130,12 @@ CALIBRATION_PARAMS: dict[str, Param] = {
         "AURC r + (1 − r) ln(1 − r) (Geifman et al. 2019), samples ranked by top-label "
         "confidence, ties entering together.",
         fields=(("n_points", SELECTIVE_PARAMS["n_points"]),), flag=True,
+    ),
+    "multilabel": Param(
+        "boolean", False,
+        "With `targets` (N×C 0/1): N×C independent probabilities (or logits, through the "
+        "sigmoid), every column a binary calibration problem; adds `per_label`, `macro` "
+        "and `micro` (the top level is the micro report).",
     ),
     "return_state": Param(
         "boolean", False,
@@ -288,6 +295,11 @@ class CalibrationResult:
         ACE), each with a bound on its error.
       state: the batch's :class:`~xentropy.states.CalibrationState` with
         ``return_state=True`` (and for a finalized result, the state it comes from).
+      per_label, macro, micro: with ``multilabel`` (:mod:`xentropy.calibration.slices`):
+        the binary report of each label's column, the mean over labels of each scalar
+        metric, and the binary report of all N·C pairs (the top level is ``micro``'s).
+      per_group: with ``groups``: the report of each group's rows, first appearance first.
+      group: in an entry of ``per_group``, its group value; else ``None``.
     """
 
     n_samples: int
@@ -312,6 +324,11 @@ class CalibrationResult:
     selective: SelectiveResult | None = None
     approximate: tuple[Approximation, ...] | None = None
     state: CalibrationState | None = field(default=None, repr=False)
+    per_label: tuple[CalibrationResult, ...] | None = None
+    macro: MacroCalibration | None = None
+    micro: CalibrationResult | None = None
+    per_group: tuple[CalibrationResult, ...] | None = None
+    group: int | str | None = None
 
 
 def calibration_report(
@@ -319,6 +336,8 @@ def calibration_report(
     labels: ArrayLike | None = None,
     *,
     logits: ArrayLike | None = None,
+    targets: ArrayLike | None = None,
+    groups: ArrayLike | None = None,
     n_bins: int = 15,
     binning: str = "uniform",
     sample_weights: ArrayLike | None = None,
@@ -330,6 +349,7 @@ def calibration_report(
     confidence_level: float | None = None,
     bootstrap: Mapping[str, Any] | None = None,
     risk_coverage: bool | Mapping[str, Any] = False,
+    multilabel: bool = False,
     return_state: bool = False,
     _state_only: bool = False,
 ) -> CalibrationResult:
@@ -362,6 +382,8 @@ def calibration_report(
         (:mod:`xentropy.states`), which merge with those of other batches; it carries
         ``mode``, ``ece_debiased`` and Poisson replicates over uniform bins (see
         :mod:`xentropy.states.calibration` for what it does not carry).
+      targets, multilabel: multi-label input, see :mod:`xentropy.calibration.slices`.
+      groups: shape (N,), ints or strings: also ``per_group``, the report of each group.
 
     Returns:
       A :class:`CalibrationResult`. Definitions, with W_b the weight, acc_b the weighted mean
@@ -391,6 +413,14 @@ def calibration_report(
     >>> round(r.selective.aurc, 6), round(r.selective.optimal_aurc, 6)
     (0.111111, 0.063023)
     """
+    if multilabel is not False or targets is not None or groups is not None:
+        from xentropy.calibration.slices import sliced_report
+
+        given = locals()  # every option of the table, including any added later
+        options = {name: given[name] for name in CALIBRATION_PARAMS}
+        CALIBRATION_PARAMS["multilabel"].check(multilabel, "multilabel")
+        return sliced_report(probabilities, labels, logits=logits, targets=targets,
+                             groups=groups, sample_weights=sample_weights, options=options)
     check_exactly_one("probabilities", probabilities, "logits", logits)
     z: np.ndarray | None = None
     if probabilities is not None:

@@ -359,6 +359,11 @@ class CalibrationState(State):
       n_samples: N.
       weight_exponent: every weighted sum is of the weights divided by 2**weight_exponent.
       totals, histogram, per_class: the sums (``per_class`` ``None`` for binary input).
+      per_label: multi-label input: one binary state per label (the state itself is the
+        micro pool of all N·C pairs); else ``None``.
+      per_group: with ``groups``: (group value, state of its rows) in first-appearance
+        order; merging adds the states of equal group values and appends the groups
+        first seen in later states, in their order. Else ``None``.
     """
 
     kind: ClassVar[str] = "calibration"
@@ -370,6 +375,8 @@ class CalibrationState(State):
     histogram: ConfidenceHistogram
     per_class: PerClassSums | None
     replicates: Replicates | None = None
+    per_label: tuple[CalibrationState, ...] | None = None
+    per_group: tuple[tuple[int | str, CalibrationState], ...] | None = None
 
     # ------------------------------------------------------------------ JSON
 
@@ -386,6 +393,12 @@ class CalibrationState(State):
                 **_arrays_json(self.per_class, skip=("cells",), optional=_CLASSWISE_SUMS),
                 "cells": _arrays_json(self.per_class.cells, optional=_CLASSWISE_CELL_FIELDS),
             },
+            # Slices only when present: a plain state's JSON is unchanged.
+            **({} if self.per_label is None else {
+                "per_label": [_plain_json(s) for s in self.per_label]}),
+            **({} if self.per_group is None else {
+                "per_group": [{"group": g, "state": _plain_json(s)}
+                              for g, s in self.per_group]}),
         }
         if self.replicates is not None:
             out["replicates"] = _arrays_json(self.replicates)
@@ -395,8 +408,8 @@ class CalibrationState(State):
     def read(cls, obj: dict[str, Any]) -> CalibrationState:
         obj = read_object(obj, (), ("kind", "version", "options", "n_samples",
                                     "weight_exponent", "totals", "histogram", "per_class",
-                                    "replicates"),
-                          ("per_class", "replicates"))
+                                    "replicates", "per_label", "per_group"),
+                          ("per_class", "replicates", "per_label", "per_group"))
         options = _read_options(obj["options"])
         n_samples = read_int(obj["n_samples"], ("n_samples",))
         exponent = read_int(obj["weight_exponent"], ("weight_exponent",),
@@ -419,7 +432,10 @@ class CalibrationState(State):
         replicates = _read_replicates(obj["replicates"], options)
         state = cls(options=options, n_samples=n_samples, weight_exponent=exponent,
                     totals=totals, histogram=histogram, per_class=per_class,
-                    replicates=replicates)
+                    replicates=replicates,
+                    per_label=_read_per_label(obj["per_label"], options, obj["options"],
+                                              n_samples),
+                    per_group=_read_per_group(obj["per_group"], obj["options"], n_samples))
         state._check()
         return state
 
@@ -508,6 +524,9 @@ class CalibrationState(State):
             histogram=ConfidenceHistogram(nothing, nothing, pairs, pairs, pairs, pairs,
                                           values, values),
             per_class=per_class, replicates=replicates,
+            per_label=None if self.per_label is None else tuple(
+                s.empty() for s in self.per_label),
+            per_group=None if self.per_group is None else (),
         )
 
     @classmethod
@@ -554,12 +573,30 @@ class CalibrationState(State):
             options=options, n_samples=sum(s.n_samples for s in states),
             weight_exponent=exponent if any(s.n_samples for s in states) else 0,
             totals=totals, histogram=histogram, per_class=per_class, replicates=replicates,
+            per_label=_merge_per_label(states), per_group=_merge_per_group(states),
         )
 
     def finalize(self) -> CalibrationResult:
         """The :class:`CalibrationResult` of the samples the state describes, with
         ``approximate`` listing what the state cannot give exactly (see the module
-        docstring) and no ``temperature``."""
+        docstring) and no ``temperature``; with ``per_label`` and ``per_group``, the
+        slices' results too (as :mod:`xentropy.calibration.slices` assembles them)."""
+        result = self._finalize_plain()
+        if self.per_label is not None:
+            from xentropy.calibration.slices import _assemble
+
+            plain = dataclasses.replace(result, state=None)
+            result = _assemble(plain, tuple(
+                dataclasses.replace(s._finalize_plain(), state=None) for s in self.per_label
+            ), state=self)
+        if self.per_group is not None:
+            result = dataclasses.replace(result, per_group=tuple(
+                dataclasses.replace(s.finalize(), group=g, state=None)
+                for g, s in self.per_group
+            ))
+        return result
+
+    def _finalize_plain(self) -> CalibrationResult:
         o, t = self.options, self.totals
         w = float(t.weight[0])
         if self.n_samples == 0 or not w > 0:
@@ -1502,3 +1539,132 @@ def _check_per_class(p: PerClassSums, o: CalibrationOptions, n: int, w: float) -
             k = int(np.flatnonzero(off)[0])
             raise inconsistent(f"expected the cells of class {k} to weigh totals.weight "
                                "(every sample has a p_k)", (*path, "cells", "weight"))
+
+
+# --------------------------------------------------------------------------- slices
+
+
+def _plain_json(state: CalibrationState) -> dict[str, Any]:
+    """A slice's state as JSON: kind, version and options are those of the enclosing
+    state (a group's state keeps its own ``per_label``)."""
+    out = state.to_json()
+    for name in ("kind", "version", "options"):
+        del out[name]
+    return out
+
+
+def _read_slice(value: Any, path: Path, options: Any, *, labels: bool) -> CalibrationState:
+    """A slice's state, read as a state of the enclosing state's ``options`` (their JSON,
+    as the enclosing state was sent)."""
+    if not isinstance(value, dict):
+        raise StateError("expected an object (a slice's state)", path=path,
+                         kind="type_error")
+    for name in ("kind", "version", "options"):
+        if name in value:
+            raise StateError(f"unknown field {name!r}: a slice's state shares the "
+                             "enclosing state's", path=(*path, name), kind="extra_forbidden")
+    if "per_group" in value:
+        raise StateError("unknown field 'per_group': slices do not nest groups",
+                         path=(*path, "per_group"), kind="extra_forbidden")
+    if not labels and "per_label" in value:
+        raise StateError("unknown field 'per_label': a label's state is binary",
+                         path=(*path, "per_label"), kind="extra_forbidden")
+    whole = {"kind": "calibration", "version": VERSION, "options": options, **value}
+    try:
+        return CalibrationState.read(whole)
+    except StateError as error:
+        raise error.under(*path) from None
+
+
+def _read_per_label(value: Any, options: CalibrationOptions, options_json: Any,
+                    n_samples: int) -> tuple[CalibrationState, ...] | None:
+    if value is None:
+        return None
+    if not options.binary:
+        raise StateError("expected null for multi-class input (per_label belongs to "
+                         "multi-label input, whose pairs are binary)", path=("per_label",),
+                         kind="not_applicable")
+    if not isinstance(value, list) or not value:
+        raise StateError("expected a non-empty list of label states", path=("per_label",),
+                         kind="type_error")
+    out = tuple(_read_slice(v, ("per_label", k), options_json, labels=False)
+                for k, v in enumerate(value))
+    if sum(s.n_samples for s in out) != n_samples:
+        raise inconsistent(f"expected the labels' samples to add up to n_samples = "
+                           f"{n_samples} (the micro pool)", ("per_label",))
+    return out
+
+
+def _read_per_group(value: Any, options_json: Any, n_samples: int
+                    ) -> tuple[tuple[int | str, CalibrationState], ...] | None:
+    from xentropy.calibration.slices import MAX_GROUPS
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_GROUPS:
+        raise StateError(f"expected a list of at most {MAX_GROUPS} groups",
+                         path=("per_group",), kind="type_error")
+    out = []
+    seen: set[Any] = set()
+    for i, entry in enumerate(value):
+        path = ("per_group", i)
+        entry = read_object(entry, path, ("group", "state"))
+        group = entry["group"]
+        if isinstance(group, bool) or not isinstance(group, int | str):
+            raise StateError("expected an integer or a string", path=(*path, "group"),
+                             kind="type_error")
+        if (type(group), group) in seen:
+            raise StateError(f"group {group!r} is listed twice", path=(*path, "group"),
+                             kind="inconsistent_state")
+        seen.add((type(group), group))
+        out.append((group, _read_slice(entry["state"], (*path, "state"), options_json,
+                                       labels=True)))
+    if len({type(g) for g, _ in out}) > 1:
+        raise StateError("expected all integers or all strings", path=("per_group",),
+                         kind="type_error")
+    if sum(s.n_samples for _, s in out) != n_samples:
+        raise inconsistent(f"expected the groups' samples to add up to n_samples = "
+                           f"{n_samples}", ("per_group",))
+    return tuple(out)
+
+
+def _merge_per_label(states: Sequence[CalibrationState]
+                     ) -> tuple[CalibrationState, ...] | None:
+    sizes = [None if s.per_label is None else len(s.per_label) for s in states]
+    for i, size in enumerate(sizes):
+        if size != sizes[0]:
+            raise StateError("expected the per_label of states[0] (as many labels, or none)",
+                             path=("per_label",), index=i, kind="states_disagree")
+    labels = [s.per_label for s in states if s.per_label is not None]
+    if not labels:
+        return None
+    return tuple(CalibrationState.merge_all([p[k] for p in labels])
+                 for k in range(len(labels[0])))
+
+
+def _merge_per_group(states: Sequence[CalibrationState]
+                     ) -> tuple[tuple[int | str, CalibrationState], ...] | None:
+    if states[0].per_group is None:
+        for i, s in enumerate(states):
+            if s.per_group is not None:
+                raise StateError("expected no per_group, as in states[0]",
+                                 path=("per_group",), index=i, kind="states_disagree")
+        return None
+    parts: dict[tuple[type, Any], list[CalibrationState]] = {}
+    kind: type | None = None
+    for i, s in enumerate(states):
+        if s.per_group is None:
+            raise StateError("expected per_group, as in states[0]", path=("per_group",),
+                             index=i, kind="states_disagree")
+        for g, part in s.per_group:
+            kind = kind or type(g)
+            if type(g) is not kind:
+                raise StateError(f"expected {kind.__name__} groups, as in states[0]",
+                                 path=("per_group",), index=i, kind="states_disagree")
+            parts.setdefault((kind, g), []).append(part)  # dicts keep first insertion
+    from xentropy.calibration.slices import MAX_GROUPS
+
+    if len(parts) > MAX_GROUPS:
+        raise StateError(f"expected at most {MAX_GROUPS} distinct groups in the merge, got "
+                         f"{len(parts)}", path=("per_group",), kind="out_of_range")
+    return tuple((g, CalibrationState.merge_all(p)) for (_, g), p in parts.items())

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.api.schemas.common import (
     Binning,
     ClassIndexVector,
     ExactlyOneInput,
     FloatVectorOrMatrix,
+    GroupVector,
+    MaskArray,
     ProbabilityVectorOrMatrix,
     Units,
     WeightVector,
@@ -62,6 +64,10 @@ CALIBRATION_EXAMPLE: dict[str, Any] = {
 class CalibrationData(ExactlyOneInput):
     """Predictions with the labels that arrived."""
 
+    exactly_one_of: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("logits", "probabilities"), ("labels", "targets"),
+    )
+
     model_config = ConfigDict(
         title="CalibrationRequest",
         json_schema_extra={
@@ -78,6 +84,18 @@ class CalibrationData(ExactlyOneInput):
                     "fit_temperature": True,
                 },
                 {"probabilities": [0.9, 0.2, 0.65, 0.4], "labels": [1, 0, 0, 1], "n_bins": 4},
+                {
+                    "probabilities": [[0.9, 0.2], [0.3, 0.6], [0.8, 0.1]],
+                    "targets": [[1, 0], [0, 1], [1, 1]],
+                    "multilabel": True,
+                    "n_bins": 2,
+                },
+                {
+                    "probabilities": [0.9, 0.2, 0.65, 0.4],
+                    "labels": [1, 0, 0, 1],
+                    "groups": ["v1", "v2", "v1", "v2"],
+                    "n_bins": 2,
+                },
             ]
         }
     )
@@ -89,9 +107,25 @@ class CalibrationData(ExactlyOneInput):
     logits: FloatVectorOrMatrix | None = Field(
         None, description="N (binary: logit of class 1, sigmoid) or N×C (softmax)."
     )
-    labels: ClassIndexVector = Field(description="N labels: 0/1 for N input, in [0, C) for N×C.")
+    labels: ClassIndexVector | None = Field(
+        None, description="N labels: 0/1 for N input, in [0, C) for N×C. Exactly one of "
+        "`labels` and `targets`."
+    )
+    targets: MaskArray | None = Field(
+        None,
+        description="With `multilabel: true`: N×C 0/1 labels of N×C independent "
+        "probabilities (or logits, through the sigmoid), each column a binary problem.",
+    )
     sample_weights: WeightVector | None = Field(
         None, description="N weights ≥ 0, acting as repeat counts (a bin's `count` stays a count)."
+    )
+    groups: GroupVector | None = Field(
+        None,
+        description="N integers or N strings (all of one type), at most 10000 distinct: adds "
+        "`per_group`, the full report of each group's rows alone, in first-appearance "
+        "order. Each is exactly (to the last bit) the answer to a request holding that "
+        "group's rows, with the same options; with `multilabel`, each is the multi-label "
+        "report of the group's rows.",
     )
 
 
@@ -308,3 +342,50 @@ class CalibrationResponse(BaseModel):
     state: CalibrationState | None = Field(
         None, description="With `return_state`: the batch's state, for `/v1/merge`."
     )
+    per_label: list[CalibrationResponse] | None = Field(
+        None,
+        description="With `multilabel`: per label (column), exactly the report of a "
+        "request with that column as shape-N binary input (`probabilities` or `logits` of "
+        "the column, its targets as `labels`). With `multilabel` the top-level statistics "
+        "are those of `micro`. Absent otherwise.",
+    )
+    macro: MacroCalibrationOut | None = Field(
+        None, description="With `multilabel`: the mean over labels of each scalar metric "
+        "of `per_label`. Absent otherwise."
+    )
+    micro: CalibrationResponse | None = Field(
+        None,
+        description="With `multilabel`: the binary report of all N·C (probability, "
+        "target) pairs pooled, row-major (each row's weight repeated C times); equal to the "
+        "top level. Absent otherwise.",
+    )
+    per_group: list[GroupCalibrationOut] | None = Field(
+        None,
+        description="With `groups`: per group, in order of first appearance, `group` and "
+        "the full report of that group's rows alone (every option applies per group; "
+        "temperature scaling fits a T per group). Absent otherwise.",
+    )
+
+
+class MacroCalibrationOut(BaseModel):
+    """The mean over labels of the per-label metrics (unweighted: every label counts once)."""
+
+    accuracy: float = Field(description="Mean of `per_label[k].accuracy`.")
+    mean_confidence: float = Field(description="Mean of `per_label[k].mean_confidence`.")
+    nll: float = Field(description="Mean of `per_label[k].nll`, in `units`.")
+    brier: float = Field(description="Mean of `per_label[k].brier`.")
+    ece: float = Field(description="Mean of `per_label[k].ece`.")
+    mce: float = Field(description="Mean of `per_label[k].mce`.")
+    rmsce: float = Field(description="Mean of `per_label[k].rmsce`.")
+    ace: float = Field(description="Mean of `per_label[k].ace`.")
+
+
+# `group` first, then every field of the report (whatever fields it gains later).
+GroupCalibrationOut = create_model(  # type: ignore[call-overload]
+    "GroupCalibration",
+    __doc__="One group: its value, then the report of the group's rows alone.",
+    group=(int | str, Field(description="The group value, as sent.")),
+    **{name: (info.annotation, info) for name, info in CalibrationResponse.model_fields.items()},
+)
+CalibrationResponse.model_rebuild()
+GroupCalibrationOut.model_rebuild()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterable, Sized
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self, TypeAlias, TypeVar, Union
 
+import msgspec
 import numpy as np
 from pydantic import (
     BaseModel,
@@ -22,7 +24,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from app.api.codec import DTYPES, ArraySpec, decode_array
+from app.api.codec import DTYPES, ArraySpec, Span, charge_elements, decode_array
 from xentropy._validation import InputError, Param, check_exactly_one
 from xentropy.calibration import CALIBRATION_PARAMS
 from xentropy.calibration.intervals import INTERVAL_PARAMS
@@ -236,7 +238,70 @@ class ArrayField:
         )
 
 
+class GroupArray(ArrayField):
+    """Annotation for ``groups``: N integers (nested list or an encoded int32/int64
+    array, through the numeric codec) or N strings (all of one type), validated into an
+    int64 array or an object array of str (no fixed-width copy of long strings).
+
+    The strings of such a field do not count towards the body's string limit, which
+    bounds its keys (see ``app.api.body``)."""
+
+    def __init__(self) -> None:
+        super().__init__("int", 1)
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        spec = self.spec
+
+        def validate(value: Any, info: core_schema.ValidationInfo) -> np.ndarray:
+            field = info.field_name or ""
+            if _first_is_string(value):
+                return decode_strings(value, field)
+            return decode_array(value, field=field, spec=spec)
+
+        wire: Any = Union[  # noqa: UP007 (a runtime union of runtime-built forms)
+            _wire_form("int", (1,)), Annotated[list[str], Field(min_length=1)]
+        ]
+        return core_schema.with_info_plain_validator_function(
+            validate, json_schema_input_schema=handler.generate_schema(wire)
+        )
+
+
+_FIRST_ITEM = re.compile(rb"[ \t\n\r]*\[[ \t\n\r]*")
+
+
+def _first_is_string(value: Any) -> bool:
+    if isinstance(value, Span):
+        found = _FIRST_ITEM.match(value.buf, value.start, value.stop)
+        return found is not None and value.buf[found.end():found.end() + 1] == b'"'
+    return isinstance(value, list) and bool(value) and isinstance(value[0], str)
+
+
+def decode_strings(value: Any, field: str) -> np.ndarray:
+    """N strings (an object array of str), the position of the first non-string the error's."""
+    try:
+        if isinstance(value, Span):
+            typed = msgspec.json.decode(value.view(), type=list[str])
+        else:
+            typed = msgspec.convert(value, list[str], strict=True)
+    except msgspec.ValidationError as exc:
+        match = re.search(r"\$\[(\d+)\]", str(exc))
+        raise InputError(
+            field, "expected a string (groups are all strings or all integers, as the first "
+            "one is)", position=(int(match.group(1)),) if match else (), kind="type_error",
+        ) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InputError(field, "expected valid JSON: a list of strings",
+                         kind="json_invalid") from None
+    charge_elements(len(typed))
+    out = np.empty(len(typed), dtype=object)
+    out[:] = typed
+    return out
+
+
 FloatMatrix = Annotated[np.ndarray, ArrayField("float", 2)]
+GroupVector = Annotated[np.ndarray, GroupArray()]
 FloatVector = Annotated[np.ndarray, ArrayField("float", 1)]
 FloatVectorOrMatrix = Annotated[np.ndarray, ArrayField("float", 1, 2)]
 FloatScalarOrVector = Annotated[np.ndarray, ArrayField("float", 0, 1)]

@@ -444,7 +444,48 @@ class CalibrationState(BaseModel):
     replicates: CalibrationReplicates | None = Field(
         None, description="With `confidence_level`: the Poisson bootstrap replicates." + _NULL
     )
+    per_label: list[CalibrationSliceState] | None = Field(
+        None,
+        description="Multi-label input (`multilabel`): one binary state per label, in "
+        "column order (the state itself is the micro pool of all N·C pairs); merged label "
+        "by label. Absent otherwise.",
+    )
+    per_group: list[GroupState] | None = Field(
+        None,
+        description="With `groups`: the state of each group's rows, in first-appearance "
+        "order; merging adds the states of equal group values and appends groups first "
+        "seen in later states, in their order. Absent otherwise.",
+    )
 
+
+class CalibrationSliceState(BaseModel):
+    """The state of one slice (a label, or a group): the fields of a calibration state
+    without `kind`, `version` and `options`, which are the enclosing state's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_samples: Count = Field(description="Samples (or pairs) of the slice.")
+    weight_exponent: int = Field(ge=-1074, le=1024, description="As in the enclosing state.")
+    totals: CalibrationTotals = Field(description="Sums over the slice.")
+    histogram: ConfidenceHistogram = Field(description="The slice's confidence histogram.")
+    per_class: PerClassSums | None = Field(
+        None, description="Multi-class input; null for binary." + _NULL
+    )
+    per_label: list[CalibrationSliceState] | None = Field(
+        None, description="A group's state of multi-label input: per label. Absent otherwise."
+    )
+
+
+class GroupState(BaseModel):
+    """One group of a state with `groups`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: int | str = Field(description="The group value, as sent.")
+    state: CalibrationSliceState = Field(description="The state of the group's rows.")
+
+
+CalibrationState.model_rebuild()
 
 #: Each kind's documentation model.
 STATE_MODELS: dict[str, type[BaseModel]] = {
