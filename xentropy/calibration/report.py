@@ -419,8 +419,9 @@ def calibration_report(
         given = locals()  # every option of the table, including any added later
         options = {name: given[name] for name in CALIBRATION_PARAMS}
         CALIBRATION_PARAMS["multilabel"].check(multilabel, "multilabel")
-        return sliced_report(probabilities, labels, logits=logits, targets=targets,
-                             groups=groups, sample_weights=sample_weights, options=options)
+        sliced = sliced_report(probabilities, labels, logits=logits, targets=targets,
+                               groups=groups, sample_weights=sample_weights, options=options)
+        return sliced.state if _state_only else sliced  # type: ignore[return-value]
     check_exactly_one("probabilities", probabilities, "logits", logits)
     z: np.ndarray | None = None
     if probabilities is not None:
