@@ -97,6 +97,21 @@ class Span:
 
 _WS = re.compile(rb"[ \t\n\r]*")
 
+_COUNT_BLOCK = 1 << 20
+
+
+def count_byte(buf: bytes | bytearray, byte: bytes, lo: int = 0, hi: int | None = None) -> int:
+    """``buf.count(byte, lo, hi)`` for a one-byte ``byte``. Long spans are counted by NumPy
+    a megabyte at a time: bytes.count is a byte loop (11 ms for a 20 MB body, the GIL held
+    throughout); the comparisons run vectorised and release the GIL between blocks."""
+    hi = len(buf) if hi is None else hi
+    if hi - lo <= _COUNT_BLOCK:
+        return buf.count(byte, lo, hi)
+    a = np.frombuffer(buf, np.uint8)
+    value = byte[0]
+    return sum(int(np.count_nonzero(a[p : min(p + _COUNT_BLOCK, hi)] == value))
+               for p in range(lo, hi, _COUNT_BLOCK))
+
 
 class ElementLimitError(Exception):
     """The arrays of one request hold more elements than the configured limit (413)."""
@@ -380,7 +395,7 @@ def _vector(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
             field, f"expected {_EXPECTED[spec.kind]}, got an array nested deeper than the "
             "field allows", position=(done,), kind="type_error",
         )
-    n = buf.count(b",", lo, hi) + 1
+    n = count_byte(buf, b",", lo, hi) + 1
     if plain:  # separators are exactly the commas: charge before allocating
         _charge(n)
     of_type, dtype = _BUFFER_TYPE[spec.kind]
@@ -391,7 +406,7 @@ def _vector(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
     while p < hi:
         q = -1 if hi - p <= BLOCK_BYTES else buf.find(b",", p + BLOCK_BYTES, hi)
         q = hi if q < 0 else q  # at a comma
-        text = b"[" + memoryview(buf)[p:q] + b"]"
+        text = b"".join((b"[", memoryview(buf)[p:q], b"]"))  # one copy
         block = _simd_block(parser, text, of_type, rows=False)
         if block is None:
             block = _strict_block(text, field, spec, done)
@@ -409,7 +424,7 @@ def _matrix(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
             ) -> np.ndarray:
     """The rows between ``lo`` and ``hi`` (inside the outer brackets) of a JSON matrix."""
     plain = buf.find(b'"', lo, hi) < 0 and buf.find(b"{", lo, hi) < 0
-    n_rows = buf.count(b"[", lo, hi)  # exact when plain (no strings, objects or deeper lists)
+    n_rows = count_byte(buf, b"[", lo, hi)  # exact when plain (no strings, objects or deeper lists)
     of_type, dtype = _BUFFER_TYPE[spec.kind]
     parser = simdjson.Parser()
     out: np.ndarray | None = None
@@ -418,7 +433,7 @@ def _matrix(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
     while p < hi:
         q = -1 if hi - p <= BLOCK_BYTES else buf.find(b"]", p + BLOCK_BYTES, hi)
         q = hi if q < 0 else q + 1  # just after a row's "]"
-        text = b"[" + memoryview(buf)[p:q] + b"]"
+        text = b"".join((b"[", memoryview(buf)[p:q], b"]"))  # one copy
         block = _simd_block(parser, text, of_type, rows=True)
         if block is None:
             width = None if out is None else out.shape[1]
@@ -454,19 +469,35 @@ def _simd_block(parser: Any, text: bytes, of_type: str, *, rows: bool) -> np.nda
     """``text``, a JSON vector (``rows`` False) or matrix of numbers, parsed by simdjson
     into a flat buffer and reshaped; None when it is not exactly that (simdjson refuses
     non-numbers, bad literals and integers beyond 64 bits, and flattens any nesting, so
-    the nesting and the row lengths are checked here from the text)."""
+    the nesting and the row lengths are checked here: by simdjson's own row lengths for
+    long rows, from the text for short ones)."""
     try:
         doc = parser.parse(text)
         n = len(doc)
         flat = np.frombuffer(doc.as_buffer(of_type=of_type), dtype="d" if of_type == "d" else "q")
+        if not rows:
+            return flat if flat.size == n else None  # n elements, none of them a list
+        if n == 0 or flat.size % n:
+            return None
+        width = flat.size // n
+        if len(text) > _LONG_ROW_BYTES * n:
+            # Every element an array of `width` (numbers, since the buffer was filled), and
+            # no "[" but theirs and the outer one (no strings here: no nested lists).
+            same = all(type(row) is simdjson.Array and len(row) == width for row in doc)
+            square = same and count_byte(text, b"[") == n + 1
+        else:
+            square = _rectangular(text, n, width)
         del doc  # the parser refuses to parse again while its proxies live
     except (TypeError, ValueError, RuntimeError, IndexError):
         return None
-    if not rows:
-        return flat if flat.size == n else None  # n elements, none of them a list
-    if n == 0 or flat.size % n or not _rectangular(text, n, flat.size // n):
-        return None
-    return flat.reshape(n, flat.size // n)
+    return flat.reshape(n, width) if square else None
+
+
+#: Rows longer than this (bytes of text on average) are checked through simdjson's
+#: arrays, a Python step per row; shorter ones by NumPy passes over the text (measured:
+#: 0.3 against 1.6 ms for a megabyte of 1000-number rows, 0.06 against 0.04 ms for 256
+#: rows of 10).
+_LONG_ROW_BYTES = 512
 
 
 def _rectangular(text: bytes, n_rows: int, n_cols: int) -> bool:
