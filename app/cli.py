@@ -70,7 +70,8 @@ class BackgroundStreamHandler(logging.StreamHandler):
             return
         if self._writer_pid != os.getpid():  # first line, or a forked child
             self._start_writer()
-        self._wake.set()
+        if not self._wake.is_set():  # set() takes a lock and notifies, even when set
+            self._wake.set()  # (the writer clears it before it takes the queued lines)
 
     def _start_writer(self) -> None:
         self._writer_pid = os.getpid()
