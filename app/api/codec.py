@@ -494,8 +494,8 @@ def _simd_block(parser: Any, text: bytes, of_type: str, *, rows: bool) -> np.nda
 
 
 #: Rows longer than this (bytes of text on average) are checked through simdjson's
-#: arrays, a Python step per row; shorter ones by NumPy passes over the text (measured:
-#: 0.3 against 1.6 ms for a megabyte of 1000-number rows, 0.06 against 0.04 ms for 256
+#: arrays, a Python step per row; shorter ones from the text (``_rectangular``; measured:
+#: 0.3 against 0.9 ms for a megabyte of 1000-number rows, 0.06 against 0.04 ms for 256
 #: rows of 10).
 _LONG_ROW_BYTES = 512
 
@@ -503,18 +503,19 @@ _LONG_ROW_BYTES = 512
 def _rectangular(text: bytes, n_rows: int, n_cols: int) -> bool:
     """Whether ``text`` (which simdjson parsed: numbers in ``n_rows`` top-level values) is
     exactly ``n_rows`` rows of ``n_cols`` numbers: its brackets and commas, in order, are
-    "[", then "[" + (n_cols - 1) × "," + "]" per row, joined by ",", then "]"."""
-    a = np.frombuffer(text, np.uint8)
-    marks = a[(a == 0x2C) | (a == 0x5B) | (a == 0x5D)]
-    period = n_cols + 2
-    if marks.size != n_rows * period + 1:
+    "[", then "[" + (n_cols - 1) × "," + "]" per row, joined by ",", then "]". Numbers
+    and whitespace are all that is left besides them (simdjson refused strings, objects,
+    booleans and null), so deleting those bytes leaves the structure to compare: two C
+    loops, no NumPy temporaries (0.04 against 0.05 ms at 256×10, 0.9 against 2.5 ms for a
+    megabyte of 1000-number rows, against three masks and a gather)."""
+    marks = text.translate(None, _NUMBER_OR_SPACE)
+    if len(marks) != n_rows * (n_cols + 2) + 1:
         return False
-    rows = np.empty(n_rows * period, np.uint8)
-    rows[:-1] = marks[1:-1]
-    rows[-1] = 0x2C
-    template = np.full(period, 0x2C, np.uint8)
-    template[0], template[-2] = 0x5B, 0x5D
-    return bool((rows.reshape(n_rows, period) == template).all())
+    row = b"[" + b"," * (n_cols - 1) + b"]"
+    return marks == b"[" + b",".join([row] * n_rows) + b"]"
+
+
+_NUMBER_OR_SPACE = b"0123456789+-.eE \t\n\r"
 
 
 def _strict_block(text: bytes, field: str, spec: ArraySpec, shift: int,
