@@ -101,11 +101,12 @@ _COUNT_BLOCK = 1 << 20
 
 
 def count_byte(buf: bytes | bytearray, byte: bytes, lo: int = 0, hi: int | None = None) -> int:
-    """``buf.count(byte, lo, hi)`` for a one-byte ``byte``. Long spans are counted by NumPy
-    a megabyte at a time: bytes.count is a byte loop (11 ms for a 20 MB body, the GIL held
-    throughout); the comparisons run vectorised and release the GIL between blocks."""
+    """``buf.count(byte, lo, hi)`` for a one-byte ``byte``. Spans beyond 16 KiB are counted
+    by NumPy a megabyte at a time: bytes.count is a byte loop (0.44 against 0.08 ms for
+    800 kB; 11 ms for a 20 MB body, the GIL held throughout), while the comparisons run
+    vectorised and the GIL can change hands between blocks."""
     hi = len(buf) if hi is None else hi
-    if hi - lo <= _COUNT_BLOCK:
+    if hi - lo <= 16 * 1024:
         return buf.count(byte, lo, hi)
     a = np.frombuffer(buf, np.uint8)
     value = byte[0]
