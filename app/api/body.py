@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import types
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
-import asyncio
 from fastapi import Depends, Request
 from pydantic import BaseModel
 

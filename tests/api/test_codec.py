@@ -362,7 +362,8 @@ def test_raw_values_are_still_accepted():
     np.testing.assert_array_equal(codec.decode_array(raw, field="v", spec=MATRIX), [[1, 2]])
 
 
-@pytest.mark.parametrize("lo,hi", [(0, None), (3, 2_500_001), (1_048_577, 2_000_000), (7, 9), (5, 20_000)])
+@pytest.mark.parametrize("lo,hi", [(0, None), (3, 2_500_001), (1_048_577, 2_000_000), (7, 9),
+                                   (5, 20_000)])
 def test_count_byte_counts_as_bytes_count(lo, hi):
     rng = np.random.default_rng(0)
     buf = bytearray(rng.integers(0x2A, 0x2E, 2_500_003, dtype=np.uint8).tobytes())
