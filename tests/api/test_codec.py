@@ -369,3 +369,66 @@ def test_count_byte_counts_as_bytes_count(lo, hi):
     buf = bytearray(rng.integers(0x2A, 0x2E, 2_500_003, dtype=np.uint8).tobytes())
     end = len(buf) if hi is None else hi
     assert codec.count_byte(buf, b",", lo, hi) == buf.count(b",", lo, end) > 0
+
+
+def _split_outcome(split, body: bytes):
+    try:
+        return {key: (span.start, span.stop) for key, span in split(bytearray(body)).items()}
+    except InputError as exc:
+        return (exc.field, exc.message, exc.kind, exc.position)
+
+
+_SPLIT_BODY = st.fixed_dictionaries(
+    {"logits": st.one_of(
+        st.lists(st.lists(_NUMBER, min_size=1, max_size=4), min_size=1, max_size=8),
+        st.lists(_NUMBER, min_size=1, max_size=12),
+        _ARRAY)},
+    optional={"labels": st.lists(st.integers(0, 9), max_size=6),
+              "label_smoothing": st.floats(allow_nan=True, allow_infinity=True),
+              "name[": st.text(alphabet="[],\" a", max_size=5)},
+)
+_MUTATION_BYTES = b'[],{}":0 1-.eNaI\\\xff\n'
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(value=_SPLIT_BODY, indent=st.sampled_from([None, 1]), block=st.sampled_from([2, 8, 64]),
+       cut=st.integers(0, 10_000), mutation=st.sampled_from(
+           ["none", "insert", "replace", "delete", "duplicate-key", "bom"]),
+       byte=st.integers(0, len(_MUTATION_BYTES) - 1))
+def test_splitting_in_pieces_gives_the_whole_splits_fields_and_errors(
+        value, indent, block, cut, mutation, byte):
+    """The same fields (offsets) or the same error, for valid and broken bodies alike."""
+    body = json.dumps(value, indent=indent).encode()
+    at = cut % (len(body) + 1)
+    new = _MUTATION_BYTES[byte : byte + 1]
+    if mutation == "insert":
+        body = body[:at] + new + body[at:]
+    elif mutation == "replace":
+        body = body[:at] + new + body[at + 1 :]
+    elif mutation == "delete":
+        body = body[:at] + body[at + 1 :]
+    elif mutation == "duplicate-key":
+        body = body[:-1] + b', "logits": [[1]]}'
+    elif mutation == "bom":
+        body = b"\xef\xbb\xbf" + body
+    original = codec.BLOCK_BYTES, codec.SPLIT_IN_PIECES
+    codec.BLOCK_BYTES, codec.SPLIT_IN_PIECES = block, 0
+    try:
+        assert _split_outcome(codec.split_body, body) == _split_outcome(codec._split_whole, body)
+    finally:
+        codec.BLOCK_BYTES, codec.SPLIT_IN_PIECES = original
+
+
+def test_a_large_body_is_split_in_pieces(monkeypatch):
+    """The path above is the one a 1000×1000 request takes (not the whole split)."""
+    monkeypatch.setattr(codec, "BLOCK_BYTES", 4096)
+    rng = np.random.default_rng(0)
+    body = bytearray(orjson.dumps({"logits": rng.normal(size=(300, 20)).tolist(),
+                                   "labels": [1, 2], "reduction": "sum"}))
+    assert len(body) > 20 * 4096
+    pieces = codec._split_in_pieces(body)
+    assert pieces is not None
+    whole = codec._split_whole(body)
+    assert {k: (v.start, v.stop) for k, v in pieces.items()} == \
+        {k: (v.start, v.stop) for k, v in whole.items()}
+    assert all(span.buf is body for span in pieces.values())
