@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
@@ -37,7 +38,8 @@ _SERVE_FLAGS = ("host", "port", "workers", "log_level", "graceful_timeout", "dra
 class BackgroundStreamHandler(logging.StreamHandler):
     """A StreamHandler whose writes happen in a thread of its own: the event loop only
     formats the line (``%(message)s``: the JSON the middleware serialised) and appends it
-    to a queue; a daemon thread writes what has queued up in one write and one flush.
+    to a queue; a daemon thread writes what has queued up in one write and one flush,
+    at most every ``gather_seconds``.
     Nothing is lost: flush() (called by logging.shutdown() at exit, and by the
     shutdown path of app.main before it ends the process) writes what is still queued.
     When the stream cannot keep up (``max_queued`` lines waiting: a pipe nobody reads),
@@ -72,7 +74,8 @@ class BackgroundStreamHandler(logging.StreamHandler):
             return
         if self._writer_pid != os.getpid():  # first line, or a forked child
             self._start_writer()
-        self._wake.set()
+        if not self._wake.is_set():  # set() takes a lock and notifies, even when set
+            self._wake.set()  # (the writer clears it before it takes the queued lines)
 
     def _start_writer(self) -> None:
         self._writer_pid = os.getpid()
@@ -81,9 +84,14 @@ class BackgroundStreamHandler(logging.StreamHandler):
         )
         self._writer.start()
 
+    #: Once woken, the writer lets lines gather this long before it writes them: one
+    #: wake-up (and one GIL hand-off with the event loop) per batch, not per request.
+    gather_seconds = 0.02
+
     def _write_forever(self) -> None:
         while True:
             self._wake.wait()
+            time.sleep(self.gather_seconds)
             self._wake.clear()
             self.flush()
 

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 
 from app import __version__
 from app.api.auth import AUTH_RESPONSES, require_api_key
+from app.api.body import current_settings
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import ObservabilityMiddleware, abandoned_requests, requests_in_flight
@@ -136,7 +137,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     if settings is not None:
-        app.dependency_overrides[get_settings] = lambda: settings
+        async def given_settings() -> Settings:
+            return settings
+
+        app.dependency_overrides[current_settings] = given_settings
+        app.dependency_overrides[get_settings] = lambda: settings  # for app_settings()
     # Every /v1 router behind the API key (a no-op when no key is configured).
     for router in (losses.router, calibration.router, divergences.router, states.router,
                    service.v1_router):

@@ -79,15 +79,16 @@ def check_api_key(
         )
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep, bearer: BearerCredentials = None, header_key: HeaderKey = None
 ) -> None:
     """Router dependency: every operation of the router needs a valid key (when keys
-    are configured)."""
+    are configured). A coroutine, so that FastAPI calls it on the event loop (a ``def``
+    dependency is a thread-pool hop per request; the check is a hash per key)."""
     check_api_key(settings, bearer, header_key)
 
 
-def require_metrics_key(
+async def require_metrics_key(
     settings: SettingsDep, bearer: BearerCredentials = None, header_key: HeaderKey = None
 ) -> None:
     """/metrics: like ``require_api_key`` unless XENTROPY_METRICS_REQUIRE_KEY is false."""

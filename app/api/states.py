@@ -15,7 +15,7 @@ import msgspec
 from fastapi import Response
 from pydantic_core import PydanticCustomError, ValidationError
 
-from app.api.codec import Span, split_body
+from app.api.codec import Span, count_byte, split_body
 from app.api.errors import BodyError
 from app.api.responses import encode_result, json_response
 from app.settings import Settings
@@ -92,7 +92,7 @@ def read_states(body: bytes | bytearray, settings: Settings) -> list[State]:
       BodyError: 413 when the body holds more numbers than ``max_elements`` (counted
         before parsing, as for every endpoint: a JSON array of n numbers has n − 1 commas).
     """
-    if body.count(b",") > settings.max_elements:
+    if count_byte(body, b",") > settings.max_elements:
         raise BodyError(
             413, f"the states hold more than {settings.max_elements} numbers (the limit)"
         )

@@ -24,6 +24,9 @@ VECTOR = ArraySpec("float", (1,))
 LABELS = ArraySpec("int", (1,))
 MASK = ArraySpec("mask", (1, 2))
 SPECS = {"matrix": MATRIX, "either": EITHER, "vector": VECTOR, "labels": LABELS, "mask": MASK}
+#: The two checks of a block's rows: simdjson's row lengths (every row "long") or
+#: NumPy passes over the text (every row "short").
+ROW_CHECKS = {"row-lengths": 0, "text-passes": 1 << 40}
 
 
 def span(text: bytes | str) -> Span:
@@ -65,10 +68,13 @@ def same(a: np.ndarray | InputError, b: np.ndarray | InputError, *, in_order: bo
                                       b.view(np.int64) if b.dtype == np.float64 else b)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (200, 33), (5,), (1000, 1), (700, 3)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (200, 33), (5,), (1000, 1), (700, 3),
+                                   (4, 1000)])
 @pytest.mark.parametrize("block", [64, 1 << 20])
-def test_block_parser_is_bit_identical_to_the_strict_decoder(monkeypatch, shape, block):
+@pytest.mark.parametrize("rows", ROW_CHECKS)
+def test_block_parser_is_bit_identical_to_the_strict_decoder(monkeypatch, shape, block, rows):
     monkeypatch.setattr(codec, "BLOCK_BYTES", block)
+    monkeypatch.setattr(codec, "_LONG_ROW_BYTES", ROW_CHECKS[rows])
     rng = np.random.default_rng(sum(shape))
     values = rng.normal(size=shape) * 10.0 ** rng.integers(-300, 300, size=shape)
     values.flat[0] = 5e-324  # subnormal
@@ -134,8 +140,11 @@ IRREGULAR = {
 @pytest.mark.parametrize("name", IRREGULAR)
 @pytest.mark.parametrize("spec_name", SPECS)
 @pytest.mark.parametrize("block", [8, 1 << 20])
-def test_irregular_input_gives_the_strict_decoders_error(monkeypatch, name, spec_name, block):
+@pytest.mark.parametrize("rows", ROW_CHECKS)
+def test_irregular_input_gives_the_strict_decoders_error(monkeypatch, name, spec_name, block,
+                                                         rows):
     monkeypatch.setattr(codec, "BLOCK_BYTES", block)
+    monkeypatch.setattr(codec, "_LONG_ROW_BYTES", ROW_CHECKS[rows])
     text = json.dumps(IRREGULAR[name]).encode()
     spec = SPECS[spec_name]
     got, expected = fast(text, spec), strict(text, spec)
@@ -164,17 +173,17 @@ _ARRAY = st.one_of(
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(value=_ARRAY, spec_name=st.sampled_from(list(SPECS)), block=st.sampled_from([4, 16, 64]),
-       indent=st.sampled_from([None, 1]))
+       indent=st.sampled_from([None, 1]), rows=st.sampled_from(list(ROW_CHECKS)))
 def test_block_parser_agrees_with_the_strict_decoder_on_anything(value, spec_name, block,
-                                                                  indent):
-    original = codec.BLOCK_BYTES
-    codec.BLOCK_BYTES = block
+                                                                  indent, rows):
+    original = codec.BLOCK_BYTES, codec._LONG_ROW_BYTES
+    codec.BLOCK_BYTES, codec._LONG_ROW_BYTES = block, ROW_CHECKS[rows]
     try:
         text = json.dumps(value, indent=indent).encode()
         spec = SPECS[spec_name]
         same(fast(text, spec), strict(text, spec), in_order=True)
     finally:
-        codec.BLOCK_BYTES = original
+        codec.BLOCK_BYTES, codec._LONG_ROW_BYTES = original
 
 
 # ------------------------------------------------------------------ NaN, Infinity, syntax
@@ -351,3 +360,75 @@ def test_values_are_quoted_with_all_their_digits():
 def test_raw_values_are_still_accepted():
     raw = msgspec.json.decode(b'{"v": [[1, 2]]}', type=dict[str, msgspec.Raw])["v"]
     np.testing.assert_array_equal(codec.decode_array(raw, field="v", spec=MATRIX), [[1, 2]])
+
+
+@pytest.mark.parametrize("lo,hi", [(0, None), (3, 2_500_001), (1_048_577, 2_000_000), (7, 9),
+                                   (5, 20_000)])
+def test_count_byte_counts_as_bytes_count(lo, hi):
+    rng = np.random.default_rng(0)
+    buf = bytearray(rng.integers(0x2A, 0x2E, 2_500_003, dtype=np.uint8).tobytes())
+    end = len(buf) if hi is None else hi
+    assert codec.count_byte(buf, b",", lo, hi) == buf.count(b",", lo, end) > 0
+
+
+def _split_outcome(split, body: bytes):
+    try:
+        return {key: (span.start, span.stop) for key, span in split(bytearray(body)).items()}
+    except InputError as exc:
+        return (exc.field, exc.message, exc.kind, exc.position)
+
+
+_SPLIT_BODY = st.fixed_dictionaries(
+    {"logits": st.one_of(
+        st.lists(st.lists(_NUMBER, min_size=1, max_size=4), min_size=1, max_size=8),
+        st.lists(_NUMBER, min_size=1, max_size=12),
+        _ARRAY)},
+    optional={"labels": st.lists(st.integers(0, 9), max_size=6),
+              "label_smoothing": st.floats(allow_nan=True, allow_infinity=True),
+              "name[": st.text(alphabet="[],\" a", max_size=5)},
+)
+_MUTATION_BYTES = b'[],{}":0 1-.eNaI\\\xff\n'
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(value=_SPLIT_BODY, indent=st.sampled_from([None, 1]), block=st.sampled_from([2, 8, 64]),
+       cut=st.integers(0, 10_000), mutation=st.sampled_from(
+           ["none", "insert", "replace", "delete", "duplicate-key", "bom"]),
+       byte=st.integers(0, len(_MUTATION_BYTES) - 1))
+def test_splitting_in_pieces_gives_the_whole_splits_fields_and_errors(
+        value, indent, block, cut, mutation, byte):
+    """The same fields (offsets) or the same error, for valid and broken bodies alike."""
+    body = json.dumps(value, indent=indent).encode()
+    at = cut % (len(body) + 1)
+    new = _MUTATION_BYTES[byte : byte + 1]
+    if mutation == "insert":
+        body = body[:at] + new + body[at:]
+    elif mutation == "replace":
+        body = body[:at] + new + body[at + 1 :]
+    elif mutation == "delete":
+        body = body[:at] + body[at + 1 :]
+    elif mutation == "duplicate-key":
+        body = body[:-1] + b', "logits": [[1]]}'
+    elif mutation == "bom":
+        body = b"\xef\xbb\xbf" + body
+    original = codec.BLOCK_BYTES, codec.SPLIT_IN_PIECES
+    codec.BLOCK_BYTES, codec.SPLIT_IN_PIECES = block, 0
+    try:
+        assert _split_outcome(codec.split_body, body) == _split_outcome(codec._split_whole, body)
+    finally:
+        codec.BLOCK_BYTES, codec.SPLIT_IN_PIECES = original
+
+
+def test_a_large_body_is_split_in_pieces(monkeypatch):
+    """The path above is the one a 1000×1000 request takes (not the whole split)."""
+    monkeypatch.setattr(codec, "BLOCK_BYTES", 4096)
+    rng = np.random.default_rng(0)
+    body = bytearray(orjson.dumps({"logits": rng.normal(size=(300, 20)).tolist(),
+                                   "labels": [1, 2], "reduction": "sum"}))
+    assert len(body) > 20 * 4096
+    pieces = codec._split_in_pieces(body)
+    assert pieces is not None
+    whole = codec._split_whole(body)
+    assert {k: (v.start, v.stop) for k, v in pieces.items()} == \
+        {k: (v.start, v.stop) for k, v in whole.items()}
+    assert all(span.buf is body for span in pieces.values())
