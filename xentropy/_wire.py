@@ -1,7 +1,7 @@
 """The JSON form of result objects: one walker, for the HTTP service and the command.
 
 A result (a frozen dataclass) is written as its fields, in their order, each under its
-own name, nested dataclasses alike; a state is written as :meth:`State.to_json`. Three
+own name, nested dataclasses alike; a state is written as :meth:`State.to_json`. Four
 field metadata keys say where the JSON differs from the class:
 
 * ``wire_key``: the JSON key (``ClassCalibration.class_index`` is ``"class"``); ``None``:
@@ -10,7 +10,9 @@ field metadata keys say where the JSON differs from the class:
   written); by default, for the fields whose default is None (``approximate``, ``state``:
   "present with ..."), and only for them;
 * ``wire_expand``: the field is written as these attributes of the result instead, in
-  order (``LossResult.options`` as ``units``, ``reduction``, ...).
+  order (``LossResult.options`` as ``units``, ``reduction``, ...);
+* ``wire_first``: the key comes before the others (``CalibrationResult.group`` leads an
+  entry of ``per_group``).
 
 The service's response models document the same keys in the same order
 (``tests/api/test_wire_agreement.py`` checks that they agree).
@@ -30,18 +32,21 @@ from typing import Any
 
 import numpy as np
 
-#: Field metadata of the three departures from "the fields, by name, null included".
-KEY, OPTIONAL, EXPAND = "wire_key", "wire_optional", "wire_expand"
+#: Field metadata of the departures from "the fields, by name, null included".
+KEY, OPTIONAL, EXPAND, FIRST = "wire_key", "wire_optional", "wire_expand", "wire_first"
 OPTIONAL_FIELD = {OPTIONAL: True}
 NULLABLE_FIELD = {OPTIONAL: False}  # default None, but written as null
 NOT_WRITTEN = {KEY: None}
+#: Written before the other keys (a field with a default that leads the JSON object).
+WRITTEN_FIRST = {FIRST: True}
 
 
 @cache
 def plan(cls: type) -> tuple[tuple[str, str, bool], ...]:
     """(attribute, JSON key, left out when None) of each key of ``cls``, in order."""
     out: list[tuple[str, str, bool]] = []
-    for f in dataclasses.fields(cls):
+    fields = dataclasses.fields(cls)
+    for f in sorted(fields, key=lambda f: not f.metadata.get(FIRST, False)):  # stable
         if f.metadata.get(KEY, f.name) is None:
             continue
         if EXPAND in f.metadata:

@@ -23,7 +23,7 @@ from xentropy._validation import (
     check_labels,
     check_range,
 )
-from xentropy._wire import KEY, NOT_WRITTEN
+from xentropy._wire import KEY, NOT_WRITTEN, WRITTEN_FIRST
 from xentropy.calibration.binning import (
     BINNING,
     N_BINS,
@@ -328,7 +328,7 @@ class CalibrationResult:
     macro: MacroCalibration | None = None
     micro: CalibrationResult | None = None
     per_group: tuple[CalibrationResult, ...] | None = None
-    group: int | str | None = None
+    group: int | str | None = field(default=None, metadata=WRITTEN_FIRST)
 
 
 def calibration_report(
