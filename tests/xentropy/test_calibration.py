@@ -680,7 +680,7 @@ def test_result_is_json_ready_with_contract_keys() -> None:
     assert set(d["bins"][0]) == {"lower", "upper", "count", "weight", "mean_confidence",
                                  "accuracy"}
     assert set(d["per_class"][0]) == {"class", "count", "frequency", "mean_probability",
-                                      "recall", "ece"}
+                                      "recall", "ece", "nll", "brier"}
 
 
 @settings(max_examples=60, deadline=None)

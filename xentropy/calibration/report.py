@@ -5,6 +5,7 @@ The field names and their order in the result classes are those of the HTTP resp
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from xentropy._validation import (
     check_labels,
     check_range,
 )
-from xentropy._wire import KEY, NOT_WRITTEN, WRITTEN_FIRST
+from xentropy._wire import KEY, NOT_WRITTEN, NULLABLE_FIELD, WRITTEN_FIRST
 from xentropy.calibration.binning import (
     BINNING,
     N_BINS,
@@ -158,9 +159,8 @@ class ClassCalibration:
       recall: (weighted) share of the samples labelled k that are predicted as k; ``None``
         when no sample (of positive weight) is labelled k.
       ece: class-wise ECE of p_k against the indicator ``label == k``, same binning scheme.
-      nll, brier: with ``mode="classwise"``, the (weighted) mean NLL (in ``units``) and
-        Brier score of the samples labelled k (``None`` when they weigh 0), so that
-        Σ_k W_k·nll_k / W = nll; else ``None``.
+      nll, brier: the (weighted) mean NLL (in ``units``) and Brier score of the samples
+        labelled k (``None`` when they weigh 0), so that Σ_k W_k·nll_k / W = nll.
       mce, rmsce, bins: with ``mode="classwise"``, the MCE, RMSCE and every bin of p_k
         against ``label == k``; else ``None``.
     """
@@ -171,8 +171,8 @@ class ClassCalibration:
     mean_probability: float
     recall: float | None
     ece: float
-    nll: float | None = None
-    brier: float | None = None
+    nll: float | None = field(default=None, metadata=NULLABLE_FIELD)
+    brier: float | None = field(default=None, metadata=NULLABLE_FIELD)
     mce: float | None = None
     rmsce: float | None = None
     bins: tuple[CalibrationBin, ...] | None = None
@@ -631,36 +631,29 @@ def _per_class(
     # Means of values in [0, 1] (see _mean on why the clip).
     mean_probability = np.clip(wn @ model.probs, 0.0, 1.0)
     frequency = np.clip(class_weight, 0.0, 1.0)
-    if classwise is None:
-        ece = _calibration_error(_class_sums(model.probs, y, w, n_bins, binning), "l1")
-        return tuple(
-            ClassCalibration(
-                class_index=k,
-                count=int(count[k]),
-                frequency=float(frequency[k]),
-                mean_probability=float(mean_probability[k]),
-                recall=float(recall[k]) if has[k] else None,
-                ece=float(ece[k]),
-            )
-            for k in range(n_classes)
-        )
     scores = per_class_scores(model.nll, model.brier, y, n_classes=n_classes,
                               sample_weights=w)
-    return tuple(
+    entries = tuple(
         ClassCalibration(
             class_index=k,
             count=int(count[k]),
             frequency=float(frequency[k]),
             mean_probability=float(mean_probability[k]),
             recall=float(recall[k]) if has[k] else None,
-            ece=bins.ece,
+            ece=float(ece_k),
             nll=None if score.nll is None else to_units(score.nll, units),
             brier=score.brier,
-            mce=bins.mce,
-            rmsce=bins.rmsce,
-            bins=bins.bins,
         )
-        for k, (bins, score) in enumerate(zip(classwise.per_class, scores, strict=True))
+        for k, (ece_k, score) in enumerate(zip(
+            _calibration_error(_class_sums(model.probs, y, w, n_bins, binning), "l1")
+            if classwise is None else [b.ece for b in classwise.per_class],
+            scores, strict=True))
+    )
+    if classwise is None:
+        return entries
+    return tuple(
+        dataclasses.replace(entry, mce=bins.mce, rmsce=bins.rmsce, bins=bins.bins)
+        for entry, bins in zip(entries, classwise.per_class, strict=True)
     )
 
 

@@ -329,8 +329,8 @@ class PerClassSums:
     Attributes:
       count: samples labelled k; weight: their Σw; correct: their Σw·correct;
       probability: Σw·p_k over all samples; cells: the class-wise bins;
-      nll, brier: with ``mode="classwise"``, Σw·NLL (nats) and Σw·Brier of the samples
-        labelled k (else ``None``).
+      nll, brier: Σw·NLL (nats) and Σw·Brier of the samples labelled k (``None`` in a
+        state written before they were added: its per-class NLL and Brier are null).
     """
 
     count: np.ndarray
@@ -345,7 +345,7 @@ class PerClassSums:
 _QUANTILE_CELL_FIELDS = ("weight", "abs_gap", "min", "max")
 #: Fields written only when set (absent otherwise: older states read unchanged).
 _CLASSWISE_CELL_FIELDS = ("count", "confidence", "hits")
-_CLASSWISE_SUMS = ("nll", "brier")
+_CLASS_SCORE_SUMS = ("nll", "brier")
 _BELOW_TWO = ("expected less than 2 × count: each weight is below 2**(weight_exponent + 1) "
               "(the largest is in [1, 2) × 2**weight_exponent)")
 
@@ -390,7 +390,7 @@ class CalibrationState(State):
             "totals": _arrays_json(self.totals),
             "histogram": _arrays_json(self.histogram),
             "per_class": None if self.per_class is None else {
-                **_arrays_json(self.per_class, skip=("cells",), optional=_CLASSWISE_SUMS),
+                **_arrays_json(self.per_class, skip=("cells",), optional=_CLASS_SCORE_SUMS),
                 "cells": _arrays_json(self.per_class.cells, optional=_CLASSWISE_CELL_FIELDS),
             },
             # Slices only when present: a plain state's JSON is unchanged.
@@ -507,8 +507,7 @@ class CalibrationState(State):
                     nothing, pairs, pairs if quantile or classwise else None,
                     *((pairs, values, values) if quantile else (None,) * 3),
                     *((nothing, pairs, nothing) if classwise else (None,) * 3)),
-                **({name: np.zeros((c, 2)) for name in _CLASSWISE_SUMS} if classwise
-                   else {}),
+                **{name: np.zeros((c, 2)) for name in _CLASS_SCORE_SUMS},
             )
         replicates = None
         if o.bootstrap is not None:
@@ -564,7 +563,8 @@ class CalibrationState(State):
                 probability=merged(lambda s: s.per_class.probability),
                 cells=_merge_cells([p.cells for p in pcs], scale, cell_fields, ClassCells),
                 **{name: merged(lambda s, name=name: getattr(s.per_class, name))
-                   for name in _CLASSWISE_SUMS if getattr(pcs[0], name) is not None},
+                   for name in _CLASS_SCORE_SUMS  # absent from a state of an older writer
+                   if all(getattr(p, name) is not None for p in pcs)},
             )
         replicates = None
         if options.bootstrap is not None:
@@ -804,8 +804,8 @@ def _per_class_sums(
         correct=_compensated.group_sums(y, ws * model.correct, c),
         probability=_compensated.column_sums(ws[:, None] * probs),
         cells=cells,
-        nll=_compensated.group_sums(y, ws * model.nll, c) if classwise else None,
-        brier=_compensated.group_sums(y, ws * model.brier, c) if classwise else None,
+        nll=_compensated.group_sums(y, ws * model.nll, c),
+        brier=_compensated.group_sums(y, ws * model.brier, c),
     )
 
 
@@ -1085,11 +1085,20 @@ def _per_class_result(
             q = _quantile_bins(row, n_bins, w)
             ece[k], bounds[k] = q.ece, q.ece_bound
         bound = float(bounds.max())
+    nll: list[float | None] = [None] * c
+    brier: list[float | None] = [None] * c
+    if p.nll is not None and p.brier is not None:  # (a state of an older writer has none)
+        safe = np.where(has, class_weight, 1.0)
+        nll = [float(v) if h else None for v, h in zip(
+            to_units(p.nll[:, 0] / safe, o.units), has, strict=True)]
+        brier = [float(v) if h else None for v, h in zip(
+            np.clip(p.brier[:, 0] / safe, 0.0, 2.0), has, strict=True)]
     result = tuple(
         ClassCalibration(
             class_index=k, count=int(p.count[k]), frequency=float(frequency[k]),
             mean_probability=float(mean_probability[k]),
             recall=float(recall[k]) if has[k] else None, ece=float(ece[k]),
+            nll=nll[k], brier=brier[k],
         )
         for k in range(c)
     )
@@ -1105,7 +1114,6 @@ def _classwise_result(
     cells, c, b = p.cells, o.n_classes, o.n_bins
     assert cells.count is not None and cells.weight is not None
     assert cells.confidence is not None and cells.hits is not None
-    assert p.nll is not None and p.brier is not None
     size = c * b
 
     def dense(x: np.ndarray) -> np.ndarray:  # pairs per cell -> (C, B) sums
@@ -1123,11 +1131,6 @@ def _classwise_result(
     mce = _calibration_error(sums, "max")
     rmsce = _calibration_error(sums, "l2")
     level = None if o.bootstrap is None else o.bootstrap.confidence_level
-    weight = p.weight[:, 0]
-    has = weight > 0
-    safe = np.where(has, weight, 1.0)
-    nll = to_units(p.nll[:, 0] / safe, o.units)
-    brier = np.clip(p.brier[:, 0] / safe, 0.0, 2.0)
     out = []
     for k, entry in enumerate(entries):
         row = _BinSums(count=sums.count[k:k + 1], weight=sums.weight[k:k + 1],
@@ -1135,9 +1138,7 @@ def _classwise_result(
                        sum_outcome=sums.sum_outcome[k:k + 1], shift=exponent,
                        edges=sums.edges)
         out.append(dataclasses.replace(
-            entry, nll=float(nll[k]) if has[k] else None,
-            brier=float(brier[k]) if has[k] else None, mce=float(mce[k]),
-            rmsce=float(rmsce[k]),
+            entry, mce=float(mce[k]), rmsce=float(rmsce[k]),
             bins=reliability_bins(row, _bin_intervals(hits[k], sums.count[k], level)),
         ))
     return tuple(out)
@@ -1403,7 +1404,7 @@ def _check_within(lowest: np.ndarray, highest: np.ndarray, lower: np.ndarray,
 
 def _read_per_class(value: Any, options: CalibrationOptions) -> PerClassSums:
     path: Path = ("per_class",)
-    p = read_object(value, path, PerClassSums.__dataclass_fields__, _CLASSWISE_SUMS)
+    p = read_object(value, path, PerClassSums.__dataclass_fields__, _CLASS_SCORE_SUMS)
     c, n_bins = options.n_classes, options.n_bins
     cells_path = (*path, "cells")
     q = read_object(p["cells"], cells_path, ClassCells.__dataclass_fields__,
@@ -1458,10 +1459,10 @@ def _read_per_class(value: Any, options: CalibrationOptions) -> PerClassSums:
         assert cells.min is not None and cells.max is not None
         _check_within(cells.min, cells.max, edges[b], edges[b + 1], b == 0, cells_path)
     sums: dict[str, Any] = {}
-    for name in _CLASSWISE_SUMS:
-        if (p[name] is None) == (options.mode == "classwise"):
-            raise StateError(f"expected {name} sums exactly with mode classwise",
-                             path=(*path, name), kind="not_applicable")
+    for name in _CLASS_SCORE_SUMS:
+        if p[name] is None and options.mode == "classwise":
+            raise StateError(f"expected {name} sums with mode classwise",
+                             path=(*path, name), kind="missing")
         if p[name] is not None:
             sums[name] = read_pairs(p[name], (*path, name), c)
             check_non_negative(sums[name], (*path, name), name)

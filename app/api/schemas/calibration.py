@@ -46,11 +46,12 @@ CALIBRATION_EXAMPLE: dict[str, Any] = {
     ],
     "per_class": [
         {"class": 0, "count": 1, "frequency": 0.25, "mean_probability": 0.42499999999999993,
-         "recall": 1.0, "ece": 0.325},
+         "recall": 1.0, "ece": 0.325, "nll": 0.35667494393873245,
+         "brier": 0.14000000000000004},
         {"class": 1, "count": 2, "frequency": 0.5, "mean_probability": 0.4, "recall": 0.5,
-         "ece": 0.2},
+         "ece": 0.2, "nll": 0.7135581778200729, "brier": 0.4599999999999999},
         {"class": 2, "count": 1, "frequency": 0.25, "mean_probability": 0.175, "recall": 1.0,
-         "ece": 0.225},
+         "ece": 0.225, "nll": 0.916290731874155, "brier": 0.54},
     ],
     "temperature": None,
     "units": "nats",
@@ -168,14 +169,12 @@ class ClassCalibrationOut(BaseModel):
     recall: float | None = Field(description="Share of class-k samples predicted as k.")
     ece: float = Field(description="Class-wise ECE of p_k against the indicator label == k.")
     nll: float | None = Field(
-        None,
-        description='With `mode: "classwise"`: mean NLL (in `units`) of the samples labelled '
-        "k, so that Σ_k count_k · nll_k / N = `nll` (weighted: Σ_k W_k nll_k / W); null when "
-        "they weigh 0.",
+        description="Mean NLL (in `units`) of the samples labelled k, so that "
+        "Σ_k count_k · nll_k / N = `nll` (weighted: Σ_k W_k nll_k / W); null when they weigh "
+        "0 (and in a result merged from a state written before per-class NLL was added).",
     )
     brier: float | None = Field(
-        None,
-        description='With `mode: "classwise"`: mean Brier score of the samples labelled k '
+        description="Mean Brier score of the samples labelled k "
         "(Σ_k count_k · brier_k / N = `brier`); null when they weigh 0.",
     )
     mce: float | None = Field(

@@ -411,11 +411,13 @@ class PerClassSums(BaseModel):
     probability: list[Pair] = _pairs("Σw·p_k over all samples.")
     cells: ClassCells = Field(description="The class-wise bins.")
     nll: list[Pair] | None = _pairs(
-        'Σw·NLL (nats) of the samples labelled k; mode "classwise" only.' + _NULL,
+        'Σw·NLL (nats) of the samples labelled k (required with mode "classwise"; absent '
+        "from states written before it was added, whose per-class nll is then null)."
+        + _NULL,
         default=None,
     )
     brier: list[Pair] | None = _pairs(
-        'Σw·Brier of the samples labelled k; mode "classwise" only.' + _NULL, default=None
+        "Σw·Brier of the samples labelled k (as `nll`)." + _NULL, default=None
     )
 
 

@@ -229,7 +229,14 @@ def test_the_plain_report_is_unchanged() -> None:
     r = calibration_report(probs, y)
     assert (r.classwise_ece, r.estimates, r.intervals, r.selective) == (None,) * 4
     assert all(b.accuracy_interval is None for b in r.bins)
-    assert all(k.nll is None and k.bins is None for k in r.per_class)
+    assert all(k.bins is None and k.mce is None for k in r.per_class)
+    # per-class NLL and Brier are always there (the contract): the class means of the
+    # per-sample terms, which average back to the top level
+    counts = np.bincount(y, minlength=3)
+    assert sum(c * k.nll for c, k in zip(counts, r.per_class, strict=True)) / 50 == \
+        pytest.approx(r.nll, rel=1e-13)
+    assert sum(c * k.brier for c, k in zip(counts, r.per_class, strict=True)) / 50 == \
+        pytest.approx(r.brier, rel=1e-13)
 
 
 @pytest.mark.parametrize(("kwargs", "field", "position", "kind"), [
@@ -303,7 +310,8 @@ def test_the_api_without_the_options_is_unchanged(client) -> None:
                                  "labels": [0, 1]}).json()
     for key in ("classwise_ece", "estimates", "intervals", "selective"):
         assert key not in out
-    assert "accuracy_interval" not in out["bins"][0] and "nll" not in out["per_class"][0]
+    assert "accuracy_interval" not in out["bins"][0] and "bins" not in out["per_class"][0]
+    assert {"nll", "brier"} <= set(out["per_class"][0])
 
 
 def test_risk_coverage_true_and_binary_through_the_api(client) -> None:

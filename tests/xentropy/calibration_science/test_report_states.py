@@ -132,8 +132,23 @@ def test_plain_states_are_unchanged() -> None:
     s = calibration_report(PROBS, LABELS, return_state=True).state.to_json()
     assert "replicates" not in s
     assert {"mode", "estimators", "bootstrap"}.isdisjoint(s["options"])
-    assert {"nll", "brier"}.isdisjoint(s["per_class"])
     assert {"count", "confidence", "hits"}.isdisjoint(s["per_class"]["cells"])
+
+
+def test_per_class_nll_and_brier_merge_and_older_states_without_them_still_read() -> None:
+    whole = calibration_report(PROBS, LABELS)
+    a, b = (calibration_report(PROBS[s], LABELS[s], return_state=True).state
+            for s in (slice(0, 250), slice(250, None)))
+    merged = finalize(merge([a, b]))
+    for got, want in zip(merged.per_class, whole.per_class, strict=True):
+        assert got.nll == pytest.approx(want.nll, rel=1e-12)
+        assert got.brier == pytest.approx(want.brier, rel=1e-12)
+    # a state written before the per-class sums were added: read, merged, per-class null
+    old = a.to_json()
+    del old["per_class"]["nll"], old["per_class"]["brier"]
+    again = finalize(merge([from_json(old), b]))
+    assert all(k.nll is None and k.brier is None for k in again.per_class)
+    assert again.nll == pytest.approx(merged.nll, rel=1e-12)
 
 
 def test_states_that_disagree_or_lie_are_refused() -> None:
