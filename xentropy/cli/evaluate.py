@@ -37,6 +37,10 @@ REPORTS = ("losses", "calibration", "divergences")
 #: faster than chunks of 10^6 rows, whose temporaries no longer fit the allocator's
 #: reusable blocks (each chunk maps fresh pages), at a third of their memory.
 DEFAULT_CHUNK_NUMBERS = 3_000_000
+#: Numbers per computation inside a chunk: the kernels hold several temporaries of their
+#: input's size, so a chunk is computed in blocks of this many numbers and their states
+#: merged, and the peak memory is the chunk's float64 copy plus a block's temporaries.
+BLOCK_NUMBERS = 1_000_000
 #: Chunk states are merged this many at a time (one flat merge for up to 64 chunks: the
 #: same as one ``/v1/merge`` of their 64 states, so the answer is the same to the bit).
 FAN_IN = 64
@@ -238,12 +242,19 @@ def chunk_states(job: Job, chunk: Chunk) -> dict[str, State]:
                    chunk.offsets.get(name, 0), None if name == "labels" else _FLOAT64)
         for name, inp in job.inputs.items()
     }
+    n_rows = len(next(iter(data.values())))
+    width = max(int(np.prod(v.shape[1:])) for v in data.values())
+    step = max(1, BLOCK_NUMBERS // width)
     states = {}
     for report in job.reports:
-        try:
-            states[report] = _REPORT[report](job, data)
-        except InputError as error:
-            raise _located(error, job, chunk) from None
+        parts = []
+        for start in range(0, max(n_rows, 1), step):
+            block = {name: v[start:start + step] for name, v in data.items()}
+            try:
+                parts.append(_REPORT[report](job, block))
+            except InputError as error:
+                raise _located(error, job, chunk, start) from None
+        states[report] = parts[0] if len(parts) == 1 else xentropy.merge(parts)
     return states
 
 
@@ -294,8 +305,9 @@ _FIELDS = {"probabilities": "probabilities", "logits": "probabilities", "q": "pr
            "sample_weights": "sample_weights", "p": "targets"}
 
 
-def _located(error: InputError, job: Job, chunk: Chunk) -> Exception:
-    """The library's error, at the file row (its positions are relative to the chunk)."""
+def _located(error: InputError, job: Job, chunk: Chunk, block: int = 0) -> Exception:
+    """The library's error, at the file row (its positions are relative to the block that
+    starts at row ``block`` of the chunk)."""
     name = _FIELDS.get(error.field)  # binary losses: the labels are their targets
     if name is None or name not in job.inputs:
         return BadInput(f"--{error.field.replace('_', '-')}", error.message)
@@ -308,7 +320,7 @@ def _located(error: InputError, job: Job, chunk: Chunk) -> Exception:
         column = inp.columns[0] + (f"[{at[1]}]" if len(at) > 1 else "")
     elif len(at) > 1:
         column = str(at[1])
-    row = chunk.start + at[0] if at else None
+    row = chunk.start + block + at[0] if at else None
     return BadInput(inp.files[chunk.part], error.message, column=column, row=row)
 
 
