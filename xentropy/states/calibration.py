@@ -16,9 +16,10 @@ largest of the states merged with it counts as 0):
   the quantile bins of the cells, with a bound on the error (see below).
 * ``per_class`` (multi-class): per class its count, Σw of its samples, Σw·correct,
   Σw·NLL and Σw·Brier of its samples and Σw·p_k over all samples; and per (class k,
-  uniform bin b) cell that holds a p_k, Σw·(1[y = k] − p_k) (the class-wise ECE is
-  Σ_b |that| / Σw). With quantile binning the cells also hold Σw, Σw·|1[y = k] − p_k| and the smallest and largest p_k, for the
-  approximate class-wise quantile bins. Sparse: only cells that hold a value are listed.
+  uniform bin b) cell that holds a p_k, Σw·(1[y = k] − p_k) (the class-wise ECE is Σ_b
+  |that| / Σw). With quantile binning the cells also hold Σw, Σw·|1[y = k] − p_k| and
+  the smallest and largest p_k, for the approximate class-wise quantile bins. Sparse:
+  only cells that hold a value are listed.
 
 Issue 13's additions, with uniform binning only (quantile bins from a state are
 approximate; ``return_state`` refuses the combination):
