@@ -138,8 +138,9 @@ def _null_allowed(path: str, where: tuple[Any, ...], answer: dict[str, Any]) -> 
     if path == CAL:
         if where[0] == "bins" and name in ("mean_confidence", "accuracy"):
             return answer["bins"][where[1]]["count"] == 0 or answer["bins"][where[1]]["weight"] == 0
-        if where[0] == "per_class" and name == "recall":
-            return True  # no sample (or no weight) of that class
+        if where[0] == "per_class" and name in ("recall", "nll", "brier"):
+            entry = answer["per_class"][where[1]]
+            return entry["count"] == 0 or entry["frequency"] == 0  # no sample (or weight)
         return where in (("per_class",), ("temperature",)) or name == "note"
     return False
 
