@@ -897,7 +897,11 @@ def _round_significant(x: np.ndarray) -> np.ndarray:
     e -= a < 10.0 ** e
     k = CELL_DIGITS - 1 - e  # decimal places
     scale = 10.0 ** np.abs(k)
-    out[ok] = np.where(k >= 0, np.round(v * scale) / scale, np.round(v / scale) * scale)
+    up = k >= 0
+    r = np.empty_like(v)
+    r[up] = np.round(v[up] * scale[up]) / scale[up]
+    r[~up] = np.round(v[~up] / scale[~up]) * scale[~up]
+    out[ok] = r
     return out
 
 
