@@ -116,8 +116,11 @@ def _check_bootstrap(req: CalibrationData, settings: Settings) -> None:
         raise InputError(
             "bootstrap", f"expected at most {limit} sample-replicates of bootstrap work (this "
             f"service's XENTROPY_MAX_BOOTSTRAP_WORK), got {work}: {resamples} replicates of "
-            f"{per} each; ask for at most {max(limit // per, 0)} resamples, fewer groups or "
-            "estimators, or send fewer rows", position=("n_resamples",), kind="out_of_range")
+            f"{per} each; " + (f"ask for at most {limit // per} resamples, fewer groups or "
+                               "estimators, or send fewer rows" if limit >= per else
+                               "not even one replicate fits: ask for fewer groups or "
+                               "estimators, or send fewer rows"),
+            position=("n_resamples",), kind="out_of_range")
 
 
 def _report(req: CalibrationData, settings: Settings) -> CalibrationResult:
