@@ -70,6 +70,16 @@ class Settings(BaseSettings):
         description="Most classes × bins of one calibration request (422 beyond): the "
         "per-class statistics hold at most that many bins.",
     )
+    max_bootstrap_work: int = Field(
+        50_000_000_000,
+        ge=1,
+        description="Most bootstrap work of one calibration request with `confidence_level` "
+        "(422 beyond), in sample-replicates (one sample's share of one replicate of the binned "
+        "statistics, about 10 ns): replicates × Σ over the reports with intervals (the batch, "
+        "each group, each label) of their samples, plus the fixed cost of `smooth_ece` and the "
+        "bins `ece_sweep` may try (`xentropy.calibration.calibration_bootstrap_work`). The "
+        "default admits 1000 replicates of 20 million samples.",
+    )
     body_timeout: float = Field(
         30.0,
         gt=0,

@@ -171,3 +171,55 @@ def test_one_sample_with_thousands_of_classes_and_bins_is_cheap(client):
     assert r.status_code == 200
     out = r.json()
     assert len(out["bins"]) == 10_000 and len(out["per_class"]) == 1000
+
+
+def test_bootstrap_work_is_bounded_before_any_replicate():
+    """Issue: 10 000 resamples of smooth_ece took ~30 s even for 10 samples, and as much
+    again per group; XENTROPY_MAX_BOOTSTRAP_WORK bounds the work before it starts (lowered
+    here so that the admitted request is quick)."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+    from xentropy.calibration import calibration_bootstrap_work
+
+    body = {"probabilities": [0.2, 0.7, 0.9, 0.4], "labels": [0, 1, 1, 0],
+            "groups": ["a", "b", "a", "b"], "confidence_level": 0.9,
+            "estimators": ["smooth_ece"]}
+    # 3 runs (the batch, 2 groups) of 200 000 + 500 + 41·N per replicate: 602 164.
+    per_replicate = calibration_bootstrap_work(
+        4, groups=body["groups"], confidence_level=0.9, bootstrap={"n_resamples": 1},
+        estimators=["smooth_ece"])
+    assert per_replicate == 3 * 200_500 + 41 * 8
+    settings = Settings(max_bootstrap_work=5 * per_replicate)
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/v1/info").json()["limits"]["max_bootstrap_work"] == 5 * per_replicate
+        ok = c.post(CAL, json={**body, "bootstrap": {"n_resamples": 5}})
+        assert ok.status_code == 200 and "smooth_ece" in ok.json()["intervals"]
+        r = c.post(CAL, json={**body, "bootstrap": {"n_resamples": 6}})
+        assert r.status_code == 422
+        (item,) = r.json()["detail"]
+        assert item["loc"] == ["body", "bootstrap", "n_resamples"]
+        assert item["type"] == "out_of_range"
+        assert item["msg"] == (
+            f"expected at most {5 * per_replicate} sample-replicates of bootstrap work (this "
+            f"service's XENTROPY_MAX_BOOTSTRAP_WORK), got {6 * per_replicate}: 6 replicates "
+            f"of {per_replicate} each; ask for at most 5 resamples, fewer groups or "
+            "estimators, or send fewer rows")
+        # The diagram takes the same body and the same bound; without groups it fits.
+        assert c.post(f"{CAL}/diagram", json={**body, "bootstrap": {"n_resamples": 6}}
+                      ).status_code == 422
+        alone = {k: v for k, v in body.items() if k != "groups"}
+        assert c.post(CAL, json={**alone, "bootstrap": {"n_resamples": 6}}).status_code == 200
+
+
+def test_pathological_bootstrap_is_refused_at_the_default_limit(client):
+    """10 000 resamples × smooth_ece × 10 000 groups: refused at once (it would take days)."""
+    n = 10_000
+    body = {"probabilities": [0.5] * n, "labels": [0, 1] * (n // 2), "groups": list(range(n)),
+            "confidence_level": 0.9, "estimators": ["smooth_ece"],
+            "bootstrap": {"n_resamples": 10_000}}
+    r = client.post(CAL, json=body)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "bootstrap", "n_resamples"]
+    assert "XENTROPY_MAX_BOOTSTRAP_WORK" in r.json()["detail"][0]["msg"]

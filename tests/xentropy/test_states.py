@@ -418,10 +418,15 @@ def test_quantile_bounds_hold_and_are_useful():
     assert ace.error_bound < 0.002
 
 
-def test_calibration_state_sizes():
+@pytest.mark.parametrize("binning", ["uniform", "quantile"])
+def test_calibration_state_sizes(binning):
     """JSON bytes of a 15-bin state of 1000 classes (weighted, so that every pair has a
     lo) stay under 1 MB with every histogram cell a top-label confidence can reach, and
-    every class-bin, in use."""
+    every class-bin, in use: 0.95 MB with uniform bins, 0.95 MB with quantile bins (2.2 MB
+    before their class cells were rounded to CELL_DIGITS digits), per-class NLL and Brier
+    sums included."""
+    from xentropy.calibration import calibration_state_of
+
     c, n_bins = 1000, 15
     rng = np.random.default_rng(3)
     edges = histogram_edges(n_bins)
@@ -439,10 +444,10 @@ def test_calibration_state_sizes():
     p[np.arange(n), k] = level
     y = np.where(rng.random(n) < level, k, (k + 1) % c)
     w = rng.uniform(0.5, 2.0, n)
-    state = xentropy.calibration_report(p, y, sample_weights=w, return_state=True).state
+    state = calibration_state_of(p, y, sample_weights=w, binning=binning)
     assert len(state.per_class.cells.index) == c * n_bins
     assert len(state.histogram.index) == middles.shape[0]
-    size = len(orjson.dumps(state.to_json()))
+    size = len(orjson.dumps(state.to_json()))  # compact, as the service and the library write
     assert size < 1_000_000, size
 
 
@@ -542,8 +547,14 @@ INVALID = [
      "inconsistent_state"),
     (CALIBRATION, ("per_class", "count"), [1, 1, 1], ("per_class", "count"),
      "inconsistent_state"),
-    (CALIBRATION, ("per_class", "cells", "min"), None, ("per_class", "cells", "min"),
+    (CALIBRATION, ("per_class", "cells", "min"), [0.1], ("per_class", "cells", "min"),
      "not_applicable"),
+    (CALIBRATION, ("per_class", "cells", "weight"), None, ("per_class", "cells", "weight"),
+     "not_applicable"),
+    (CALIBRATION, ("per_class", "cells", "rounding"), 0.5, ("per_class", "cells", "rounding"),
+     "out_of_range"),
+    (CALIBRATION, ("per_class", "cells", "gap", 0), 0.5, ("per_class", "cells", "gap", 0),
+     "inconsistent_state"),
     (CALIBRATION, ("options", "n_bins"), 0, ("options", "n_bins"), "out_of_range"),
     (CALIBRATION, ("options", "binary"), True, ("options", "n_classes"), "not_applicable"),
     (CALIBRATION, ("totals", "weight"), [0.5, 0.0], ("totals", "weight"), "inconsistent_state"),
@@ -593,3 +604,123 @@ def test_states_that_disagree_do_not_merge():
     with pytest.raises(StateError) as error:
         xentropy.merge([loss, three])
     assert error.value.path == ("options", "n_classes")
+
+
+# --------------------------------------------------------------------------- sizes
+
+#: A state written before the class cells of quantile binning were rounded (exact pairs,
+#: ``min`` and ``max``): the weighted 4-sample example of the tests below.
+QUANTILE_STATE_BEFORE_ROUNDING: dict[str, Any] = {'kind': 'calibration',
+     'version': 1,
+     'options': {'input': 'probabilities',
+                 'binary': False,
+                 'n_classes': 3,
+                 'n_bins': 3,
+                 'binning': 'quantile',
+                 'units': 'nats',
+                 'epsilon': 2.220446049250313e-16},
+     'n_samples': 4,
+     'weight_exponent': 1,
+     'totals': {'weight': [2.0, -2.7755575615628914e-17],
+                'correct': [1.65, 8.326672684688674e-17],
+                'confidence': [1.08, -8.326672684688674e-17],
+                'nll': [1.5494902180547303, -3.469446951953614e-17],
+                'brier': [0.92, -5.204170427930421e-17]},
+     'histogram': {'index': [610, 815, 918, 1020],
+                   'count': [1, 1, 1, 1],
+                   'weight': [[1.0, 0.0], [0.35, 0.0], [0.5, 0.0], [0.15, 0.0]],
+                   'confidence': [[0.4, 0.0], [0.21, 0.0], [0.35, 0.0], [0.12, 0.0]],
+                   'outcome': [[1.0, 0.0], [0.0, 0.0], [0.5, 0.0], [0.15, 0.0]],
+                   'abs_gap': [[0.6, 0.0], [0.21, 0.0], [0.15000000000000002, 0.0],
+                               [0.029999999999999992, 0.0]],
+                   'min': [0.4, 0.6, 0.7, 0.8],
+                   'max': [0.4, 0.6, 0.7, 0.8]},
+     'per_class': {'count': [1, 2, 1],
+                   'weight': [[0.5, 0.0], [0.5, -2.7755575615628914e-17], [1.0, 0.0]],
+                   'correct': [[0.5, 0.0], [0.15, 0.0], [1.0, 0.0]],
+                   'probability': [[0.875, -4.163336342344337e-17],
+                                   [0.625, -1.3877787807814457e-17],
+                                   [0.5, 2.0816681711721685e-17]],
+                   'cells': {'index': [0, 1, 2, 3, 5, 6, 7],
+                             'gap': [[-0.315, 1.3877787807814457e-17], [-0.21, 0.0],
+                                     [0.15000000000000002, 0.0], [-0.155, 0.0], [0.03, 0.0],
+                                     [-0.1, 6.938893903907228e-18], [0.6, 0.0]],
+                             'weight': [[1.15, 8.326672684688674e-17], [0.35, 0.0], [0.5, 0.0],
+                                        [1.85, -1.1102230246251565e-16], [0.15, 0.0],
+                                        [1.0, -2.7755575615628914e-17], [1.0, 0.0]],
+                             'abs_gap': [[0.315, -1.3877787807814457e-17], [0.21, 0.0],
+                                         [0.15000000000000002, 0.0],
+                                         [0.645, -2.7755575615628914e-17], [0.03, 0.0],
+                                         [0.1, -6.938893903907228e-18], [0.6, 0.0]],
+                             'min': [0.1, 0.6, 0.7, 0.2, 0.8, 0.1, 0.4],
+                             'max': [0.3, 0.6, 0.7, 0.3, 0.8, 0.1, 0.4]}}}
+_QUANTILE_EXAMPLE = ([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.6, 0.3, 0.1]],
+                     [0, 1, 2, 1], [1.0, 0.3, 2.0, 0.7])
+
+
+def test_quantile_states_written_before_the_rounded_cells_still_read_and_merge():
+    p, y, w = _QUANTILE_EXAMPLE
+    exact = xentropy.calibration_report(p, y, sample_weights=w, binning="quantile", n_bins=3)
+    old = xentropy.state_from_json(QUANTILE_STATE_BEFORE_ROUNDING)
+    cells = old.to_json()["per_class"]["cells"]
+    assert "min" not in cells and cells["rounding"] > 0
+    assert all(isinstance(x, float) for x in cells["gap"])
+    new = xentropy.calibration_report(p, y, sample_weights=w, binning="quantile", n_bins=3,
+                                      return_state=True).state
+    written = new.to_json()  # the old state also predates the per-class NLL and Brier sums
+    del written["per_class"]["nll"], written["per_class"]["brier"]
+    assert written == old.to_json()  # the same rounded cells from either layout
+    result = xentropy.finalize(xentropy.merge([old, new.empty(), new]))
+    bound = next(a.error_bound for a in result.approximate if a.statistic == "per_class.ece")
+    twice = xentropy.calibration_report(p + p, y + y, sample_weights=w + w,
+                                        binning="quantile", n_bins=3)
+    for mine, whole in zip(result.per_class, twice.per_class, strict=True):
+        assert abs(mine.ece - whole.ece) <= bound
+    assert [c.count for c in result.per_class] == [2 * c.count for c in exact.per_class]
+
+
+def test_cell_rounding_is_decimal_rounding_to_6_digits():
+    """The rounding of quantile class cells against Python's own decimal formatting."""
+    from xentropy.states.calibration import (
+        CELL_DIGITS,
+        ROUNDING_STEP,
+        _round_significant,
+    )
+
+    rng = np.random.default_rng(11)
+    wide = rng.uniform(-1, 1, 5000) * 10.0 ** rng.integers(-300, 300, 5000)
+    assert (np.abs(_round_significant(wide) - wide) <= ROUNDING_STEP * np.abs(wide)).all()
+    # Where the powers of ten are exact floats (the sums of cells live there), the result
+    # is the float nearest the 6-digit decimal, so that JSON writes it in 6 digits.
+    x = rng.uniform(-1, 1, 5000) * 10.0 ** rng.integers(-15, 15, 5000)
+    x[:4] = [0.0, 1.0, 999999.5, 9.999995e-7]
+    mine = _round_significant(x)
+    oracle = np.array([float(f"{v:.{CELL_DIGITS}g}") for v in x.tolist()])
+    assert (np.abs(mine - x) <= ROUNDING_STEP * np.abs(x)).all()
+    assert np.mean(mine == oracle) > 0.999  # halfway cases may round either way
+    assert all(len(repr(v).replace("-", "").replace(".", "").split("e")[0].strip("0")) <= 6
+               for v in mine.tolist())
+
+
+def test_rounded_cells_keep_their_bound_through_chains_of_written_merges():
+    """States merged, written and read again 12 times over (ρ grows one step per written
+    merge): per_class.ece stays within its bound of the exact quantile report."""
+    rng = np.random.default_rng(2)
+    p = rng.dirichlet(np.ones(4) * 0.5, 3000)
+    y = np.array([rng.choice(4, p=row) for row in p])
+    w = rng.uniform(0.1, 3.0, 3000)
+    exact = xentropy.calibration_report(p, y, sample_weights=w, binning="quantile")
+    parts = np.array_split(np.arange(3000), 13)
+    state = None
+    for s in parts:
+        part = xentropy.calibration_report(p[s], y[s], sample_weights=w[s], binning="quantile",
+                                           return_state=True).state
+        merged = part if state is None else xentropy.merge([state, part])
+        state = xentropy.state_from_json(json.loads(json.dumps(merged.to_json())))
+    rho = state.to_json()["per_class"]["cells"]["rounding"]
+    assert 12 * 5e-6 < rho < 14 * 5.1e-6
+    result = xentropy.finalize(state)
+    bound = next(a.error_bound for a in result.approximate if a.statistic == "per_class.ece")
+    for mine, whole in zip(result.per_class, exact.per_class, strict=True):
+        assert abs(mine.ece - whole.ece) <= bound
+    assert bound < 0.5

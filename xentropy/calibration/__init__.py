@@ -53,6 +53,7 @@ from xentropy.calibration.report import (
     Estimates,
     Intervals,
     TemperatureFit,
+    calibration_bootstrap_work,
     calibration_report,
     calibration_state_of,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "Intervals",
     "MacroCalibration",
     "TemperatureFit",
+    "calibration_bootstrap_work",
     "calibration_report",
     "calibration_state_of",
     "diagram_overlays",

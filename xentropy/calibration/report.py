@@ -48,6 +48,7 @@ from xentropy.calibration.intervals import (
     INTERVAL_PARAMS,
     ReplicateSums,
     bootstrap_intervals,
+    bootstrap_work,
 )
 from xentropy.calibration.metrics import (
     _calibration_error,
@@ -535,6 +536,53 @@ def calibration_report(
         selective=_selective(model, w, extras.n_points),
         state=state,
     )
+
+
+def calibration_bootstrap_work(
+    n_rows: int,
+    *,
+    n_labels: int | None = None,
+    groups: ArrayLike | None = None,
+    confidence_level: float | None = None,
+    bootstrap: Mapping[str, Any] | None = None,
+    estimators: Sequence[str] = (),
+) -> int:
+    """An upper bound of the bootstrap work of a :func:`calibration_report` of this shape
+    and these options, in sample-replicates
+    (:func:`~xentropy.calibration.intervals.bootstrap_work`), known before any work: 0
+    without ``confidence_level``. Every report with intervals is one bootstrap run: the
+    whole batch's (N samples; with ``multilabel``, the pool of N·C pairs and each label's
+    N), and with ``groups`` each group's (N_g; with ``multilabel``, N_g·C and each label's
+    N_g). A service bounds it (XENTROPY_MAX_BOOTSTRAP_WORK); the library does not.
+
+    Args:
+      n_rows: N, the rows of the input.
+      n_labels: C with ``multilabel``; ``None`` for single-label input.
+      groups: shape (N,), as for :func:`calibration_report` (checked as it checks them).
+      confidence_level, bootstrap, estimators: the options of :func:`calibration_report`.
+
+    >>> calibration_bootstrap_work(10, confidence_level=0.9)  # 1000 × (10 + 500)
+    510000
+    >>> calibration_bootstrap_work(10, groups=list('ababababbb'), confidence_level=0.9,
+    ...                            bootstrap={"n_resamples": 10}, estimators=["smooth_ece"])
+    6023200
+    """
+    if confidence_level is None:
+        return 0
+    b = CALIBRATION_PARAMS["bootstrap"].check(dict(bootstrap or {}), "bootstrap")
+    sizes = np.zeros(0, np.int64)
+    if groups is not None:
+        from xentropy.calibration.slices import _group_partition
+
+        part = _group_partition(groups, n_rows)
+        sizes = part.stop - part.start
+    wholes = np.append(n_rows, sizes)  # the batch, then each group
+    if n_labels is None:
+        runs = wholes
+    else:  # each pool of pairs, and its labels' runs
+        runs = np.concatenate([wholes * n_labels, np.repeat(wholes, n_labels)])
+    return bootstrap_work(runs, n_resamples=b["n_resamples"], estimators=estimators,
+                          sweep_max_n_bins=SWEEP_MAX_BINS)
 
 
 def calibration_state_of(

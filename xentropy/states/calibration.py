@@ -17,9 +17,11 @@ largest of the states merged with it counts as 0):
 * ``per_class`` (multi-class): per class its count, Σw of its samples, Σw·correct,
   Σw·NLL and Σw·Brier of its samples and Σw·p_k over all samples; and per (class k,
   uniform bin b) cell that holds a p_k, Σw·(1[y = k] − p_k) (the class-wise ECE is Σ_b
-  |that| / Σw). With quantile binning the cells also hold Σw, Σw·|1[y = k] − p_k| and
-  the smallest and largest p_k, for the approximate class-wise quantile bins. Sparse:
-  only cells that hold a value are listed.
+  |that| / Σw). With quantile binning the cells also hold Σw and Σw·|1[y = k] − p_k|,
+  for the approximate class-wise quantile bins; these three sums then feed approximate
+  statistics only, so they are plain numbers rounded to CELL_DIGITS (6) significant
+  digits, with ``rounding``, a bound ρ on their relative error that the bounds count
+  (see below). Sparse: only cells that hold a value are listed.
 
 Issue 13's additions, with uniform binning only (quantile bins from a state are
 approximate; ``return_state`` refuses the combination):
@@ -67,14 +69,26 @@ that comes from them under ``approximate``, with a bound on the error:
 * For ``bins``: the share of the total weight that lies in ambiguous cells (samples that
   may belong to another bin).
 * For ``per_class.ece``: the largest of the per-class ECE bounds (the same argument, per
-  class, over its cells).
+  class, over its cells), from rounded cells: each rounding to 6 digits moves a value by
+  at most ROUNDING_STEP (5.0001e-6) of it (a gap: of its cell's Σw·|d|), ρ adds up along
+  the roundings (a merge adds the rounded sums exactly and keeps the largest ρ; writing a
+  merged state rounds again, one more step), cumulative weights within AMBIGUITY + 3ρ of
+  a target are ambiguous, the cells' Σw·|d| are widened by 2ρ, no cell counts as one
+  value (the extremes of p_k are not kept: [0, 1] bounds them), and the bound grows by
+  4ρ(1 + ρ)·Σ(Σw·|d| + Σw)/W over the class's cells for the rounding of the gaps and
+  weights themselves. A state written
+  before this rounding (exact pairs, ``min`` and ``max``: still read) is rounded on
+  reading.
 
 ``histogram_edges(15)`` has 1402 cells: 1035 of width 1/1035 and two tails of 4 cells per
 halving of the distance to 0 and to 1 (down to 2^-60), where confidences pile up. JSON
-sizes with every cell a top-label confidence can reach and every class-bin in use (15
-bins, weighted): 0.19 MB for 10 classes, 0.25 MB for 100, 0.87 MB for 1000 (quantile
-binning, whose class-bins carry four more fields: 0.21, 0.41 and 2.2 MB). A small batch
-fills few cells, and a state lists only those.
+sizes (compact, as the service writes them) with every cell a top-label confidence can
+reach and every class-bin in use (15 bins, weighted): 0.19 MB for 10 classes, 0.22 MB
+for 100, 0.96 MB for 1000 (0.87 MB before the per-class NLL and Brier sums); with
+quantile binning, whose class-bins carry two more sums (all three rounded to 6 digits),
+0.22 MB for 100 and 0.95 MB for 1000 (2.2 MB with the exact pairs and extremes of p_k
+states held before). A small batch fills few cells, and a
+state lists only those.
 """
 
 from __future__ import annotations
@@ -148,6 +162,14 @@ _TAIL_OCTAVES = 60
 #: Cumulative weights within this relative distance of a quantile target count as
 #: ambiguous (rounding of the sums of either side).
 AMBIGUITY = 1e-10
+#: Significant digits of the class cells of quantile binning (they feed only approximate
+#: statistics, whose bounds count the rounding): what keeps a 1000-class state < 1 MB.
+CELL_DIGITS = 6
+#: Relative error of one rounding to CELL_DIGITS digits (half a unit of the last digit)
+#: and of the float64 nearest to that decimal, with margin.
+ROUNDING_STEP = 5.0001e-6
+#: Largest accumulated rounding a state may declare (far beyond any real chain of merges).
+_MAX_ROUNDING = 1e-3
 #: Largest and smallest weight exponent (frexp) of a float64.
 _EXPONENTS = (-1074, 1024)
 
@@ -310,6 +332,13 @@ class ClassCells:
         also with ``mode="classwise"``.
       count, confidence, hits: with ``mode="classwise"`` only: samples, Σw·p_k and the
         unweighted count of y = k per cell (the class-wise bins).
+      rounding: with quantile binning only (else ``None``): the cells' ``gap``, ``weight``
+        and ``abs_gap`` are rounded to CELL_DIGITS significant digits when a state is made
+        or read (``min`` and ``max`` are ``None``), and ``rounding`` is ρ, a bound on their
+        relative error: |weight − exact| <= ρ·exact, |gap − exact| and |abs_gap − exact|
+        <= ρ·(exact abs_gap). Merging adds the rounded sums exactly and takes the largest ρ
+        (any merge tree gives the same sums); writing a merged state rounds them again
+        (ρ + ROUNDING_STEP·(1 + ρ)).
     """
 
     index: np.ndarray
@@ -321,6 +350,7 @@ class ClassCells:
     count: np.ndarray | None = None
     confidence: np.ndarray | None = None
     hits: np.ndarray | None = None
+    rounding: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -344,6 +374,8 @@ class PerClassSums:
 
 
 _QUANTILE_CELL_FIELDS = ("weight", "abs_gap", "min", "max")
+#: The class cells' sums written as plain rounded numbers with quantile binning.
+_ROUNDED_CELL_FIELDS = ("gap", "weight", "abs_gap")
 #: Fields written only when set (absent otherwise: older states read unchanged).
 _CLASSWISE_CELL_FIELDS = ("count", "confidence", "hits")
 _CLASS_SCORE_SUMS = ("nll", "brier")
@@ -392,7 +424,7 @@ class CalibrationState(State):
             "histogram": _arrays_json(self.histogram),
             "per_class": None if self.per_class is None else {
                 **_arrays_json(self.per_class, skip=("cells",), optional=_CLASS_SCORE_SUMS),
-                "cells": _arrays_json(self.per_class.cells, optional=_CLASSWISE_CELL_FIELDS),
+                "cells": _cells_json(self.per_class.cells),
             },
             # Slices only when present: a plain state's JSON is unchanged.
             **({} if self.per_label is None else {
@@ -506,8 +538,10 @@ class CalibrationState(State):
                 correct=np.zeros((c, 2)), probability=np.zeros((c, 2)),
                 cells=ClassCells(
                     nothing, pairs, pairs if quantile or classwise else None,
-                    *((pairs, values, values) if quantile else (None,) * 3),
-                    *((nothing, pairs, nothing) if classwise else (None,) * 3)),
+                    pairs if quantile else None, None, None,
+                    **({"count": nothing, "confidence": pairs, "hits": nothing} if classwise
+                       else {}),
+                    rounding=0.0 if quantile else None),
                 **{name: np.zeros((c, 2)) for name in _CLASS_SCORE_SUMS},
             )
         replicates = None
@@ -795,10 +829,12 @@ def _per_class_sums(
         weight=_compensated.group_sums(slot, np.broadcast_to(ws[:, None], probs.shape), k)
         if quantile or classwise else None,
         abs_gap=_compensated.group_sums(slot, np.abs(signed).ravel(), k) if quantile else None,
-        **(_extremes(slot, probs, k) if quantile else {"min": None, "max": None}),
+        min=None, max=None,
         **extra,
     )
     del signed
+    if quantile:
+        cells = _rounded_cells(cells, 0.0)
     return PerClassSums(
         count=np.bincount(y, minlength=c).astype(np.int64),
         weight=_compensated.group_sums(y, ws, c),
@@ -826,7 +862,7 @@ def _merge_cells(parts: Sequence[Any], scale: Sequence[float], sums: tuple[str, 
             out[name] = None if getattr(parts[0], name) is None else np.bincount(
                 slot, np.concatenate([getattr(p, name) for p in parts]), minlength=k
             ).astype(np.int64)
-    for name in names - {"index", "count", "hits"}:
+    for name in names - {"index", "count", "hits", "rounding"}:
         if getattr(parts[0], name) is None:
             out[name] = None
         elif name in ("min", "max"):
@@ -842,7 +878,57 @@ def _merge_cells(parts: Sequence[Any], scale: Sequence[float], sums: tuple[str, 
                 raise InputError("states", "a sum of the merged states overflows float64",
                                  kind="overflow")
             out[name] = merged
+    if "rounding" in names and parts[0].rounding is not None:
+        # The exact sums of the rounded cells (within the largest ρ of the exact ones);
+        # rounded again only when written, so that any merge tree gives the same sums.
+        out["rounding"] = max(p.rounding for p in parts)
     return cls(**out)
+
+
+def _round_significant(x: np.ndarray) -> np.ndarray:
+    """x rounded to CELL_DIGITS significant digits (the float64 nearest to the decimal);
+    zeros, and magnitudes whose scaling by a power of ten would leave float64, unchanged
+    (no error there)."""
+    out = x.copy()
+    a = np.abs(x)
+    ok = (a > 1e-290) & (a < 1e290)
+    v, a = x[ok], a[ok]
+    e = np.floor(np.log10(a)).astype(np.int64)
+    e += a >= 10.0 ** (e + 1)  # log10 rounded across a power of ten
+    e -= a < 10.0 ** e
+    k = CELL_DIGITS - 1 - e  # decimal places
+    scale = 10.0 ** np.abs(k)
+    up = k >= 0
+    r = np.empty_like(v)
+    r[up] = np.round(v[up] * scale[up]) / scale[up]
+    r[~up] = np.round(v[~up] / scale[~up]) * scale[~up]
+    out[ok] = r
+    return out
+
+
+def _is_rounded(cells: ClassCells) -> bool:
+    """Whether the cells' sums are rounded already (as made or read; a merge's are not)."""
+    for name in _ROUNDED_CELL_FIELDS:
+        pairs = getattr(cells, name)
+        if (pairs[:, 1] != 0).any() or (_round_significant(pairs[:, 0]) != pairs[:, 0]).any():
+            return False
+    return True
+
+
+def _rounded_cells(cells: ClassCells, rounding: float) -> ClassCells:
+    """Quantile binning's class cells with ``gap``, ``weight`` and ``abs_gap`` rounded to
+    CELL_DIGITS digits, as pairs ``[x, 0]``, and ρ + ROUNDING_STEP·(1 + ρ) (|gap| is at
+    most (1 + ρ)·abs_gap, so the step counts relative to the exact abs_gap too)."""
+    def rounded(pairs: np.ndarray | None) -> np.ndarray:
+        assert pairs is not None
+        out = np.zeros((pairs.shape[0], 2))
+        out[:, 0] = _round_significant(pairs[:, 0] + pairs[:, 1])
+        return out
+
+    return dataclasses.replace(
+        cells, gap=rounded(cells.gap), weight=rounded(cells.weight),
+        abs_gap=rounded(cells.abs_gap), min=None, max=None,
+        rounding=float(rounding + ROUNDING_STEP * (1.0 + rounding)))
 
 
 # --------------------------------------------------------------------------- finalizing
@@ -916,21 +1002,23 @@ class _Quantile:
         )
 
 
-def _quantile_bins(cells: _TopCells, n_bins: int, total: float) -> _Quantile:
+def _quantile_bins(cells: _TopCells, n_bins: int, total: float, *,
+                   ambiguity: float = AMBIGUITY) -> _Quantile:
     """The quantile bins of cells (each cell whole, in the bin of its smallest value) and
     rigorous bounds on the error of ECE, MCE and RMSCE against the exact quantile bins
-    (see the module docstring)."""
+    (see the module docstring); cumulative weights within a relative ``ambiguity`` of a
+    target are ambiguous (the rounding of the sums, or of rounded cells)."""
     weight = cells.weight[:, 0]
     cum = np.cumsum(weight)
     targets = np.arange(1, n_bins) * cum[-1] / n_bins  # t_k = k·W / n_bins, as binned
     below = np.concatenate([[-np.inf], cum[:-1]])
     finite = np.isfinite(below)
-    low = np.where(finite, below * (1 - AMBIGUITY), below)
-    high = np.where(finite, below * (1 + AMBIGUITY), below)
+    low = np.where(finite, below * (1 - ambiguity), below)
+    high = np.where(finite, below * (1 + ambiguity), below)
     bin_of_cell = np.searchsorted(targets, below, side="right")  # #{t_k <= W(before)}
     first = np.searchsorted(targets, low, side="right")
     last_atomic = np.searchsorted(targets, high, side="right")
-    last = np.searchsorted(targets, cum * (1 + AMBIGUITY), side="left")  # #{t_k < W(through)}
+    last = np.searchsorted(targets, cum * (1 + ambiguity), side="left")  # #{t_k < W(through)}
     atomic = cells.min == cells.max
     last = np.where(atomic, last_atomic, np.maximum(last, last_atomic))
     ambiguous = last > first
@@ -958,7 +1046,7 @@ def _quantile_bins(cells: _TopCells, n_bins: int, total: float) -> _Quantile:
                 continue
             moved = weight[j]
             if k > home:  # the samples of exact bin >= k weigh at most cum_j − t_k
-                moved = min(moved, max(0.0, cum[j] * (1 + AMBIGUITY) - targets[k - 1]))
+                moved = min(moved, max(0.0, cum[j] * (1 + ambiguity) - targets[k - 1]))
             m[k] += _moved_gap(cells, int(j), moved)
             w[k] += moved
     # ECE·W = F(x) = Σ_b |D_b + x_b − x_{b+1}|, convex: its largest value over the box
@@ -1072,7 +1160,16 @@ def _per_class_result(
         ece = np.bincount(owner, np.abs(cells.gap[:, 0]), minlength=c) / w
     else:
         assert cells.weight is not None and cells.abs_gap is not None
-        assert cells.min is not None and cells.max is not None
+        assert cells.rounding is not None
+        rho = cells.rounding
+        # Rounded cells (see ClassCells): the exact values lie within ρ of these; the
+        # extremes of p_k are not kept, [0, 1] bounds them (no cell counts as one value).
+        # The bound covers the ECE of the exact cells' sums too: each gap moves the ECE
+        # by at most ρ·abs_gap / W, and each weight the flows of the bound by ρ·weight / W.
+        abs_gap = cells.abs_gap[:, 0] * (1.0 + 2.0 * rho)
+        zeros, ones = np.zeros(owner.shape[0]), np.ones(owner.shape[0])
+        slack = 4.0 * rho * (1.0 + rho) * np.bincount(
+            owner, abs_gap + cells.weight[:, 0], minlength=c) / w
         ece = np.zeros(c)
         bounds = np.zeros(c)
         starts = np.searchsorted(owner, np.arange(c + 1))
@@ -1081,10 +1178,9 @@ def _per_class_result(
             if s.start == s.stop:
                 continue
             row = _TopCells(None, cells.weight[s], None, None,
-                            cells.gap[s, 0] + cells.gap[s, 1], cells.abs_gap[s, 0],
-                            cells.min[s], cells.max[s])
-            q = _quantile_bins(row, n_bins, w)
-            ece[k], bounds[k] = q.ece, q.ece_bound
+                            cells.gap[s, 0] + cells.gap[s, 1], abs_gap[s], zeros[s], ones[s])
+            q = _quantile_bins(row, n_bins, w, ambiguity=AMBIGUITY + 3.0 * rho)
+            ece[k], bounds[k] = q.ece, _round_up(q.ece_bound + float(slack[k]))
         bound = float(bounds.max())
     nll: list[float | None] = [None] * c
     brier: list[float | None] = [None] * c
@@ -1207,6 +1303,19 @@ def _merge_replicates(states: Sequence[Any], live: Sequence[Any], scale: Sequenc
 # --------------------------------------------------------------------------- reading
 
 
+def _cells_json(cells: ClassCells) -> dict[str, Any]:
+    """The class cells; with quantile binning their rounded sums as plain numbers (each
+    pair is ``[x, 0]``), ``rounding`` with them and no ``min`` or ``max``."""
+    if cells.rounding is None:
+        return _arrays_json(cells, optional=(*_CLASSWISE_CELL_FIELDS, "rounding"))
+    if not _is_rounded(cells):  # merged: exact sums of rounded cells
+        cells = _rounded_cells(cells, cells.rounding)
+    out = _arrays_json(cells, optional=(*_CLASSWISE_CELL_FIELDS, "min", "max"))
+    for name in _ROUNDED_CELL_FIELDS:
+        out[name] = getattr(cells, name)[:, 0].tolist()
+    return out
+
+
 def _arrays_json(obj: Any, skip: tuple[str, ...] = (),
                  optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """The arrays of ``obj`` as lists; ``optional`` ones left out when ``None``."""
@@ -1217,7 +1326,7 @@ def _arrays_json(obj: Any, skip: tuple[str, ...] = (),
         value = getattr(obj, f.name)
         if value is None and f.name in optional:
             continue
-        out[f.name] = None if value is None else value.tolist()
+        out[f.name] = value if value is None or isinstance(value, float) else value.tolist()
     return out
 
 
@@ -1403,16 +1512,19 @@ def _check_within(lowest: np.ndarray, highest: np.ndarray, lower: np.ndarray,
             )
 
 
-def _read_per_class(value: Any, options: CalibrationOptions) -> PerClassSums:
-    path: Path = ("per_class",)
-    p = read_object(value, path, PerClassSums.__dataclass_fields__, _CLASS_SCORE_SUMS)
+def _read_class_cells(value: Any, cells_path: Path, options: CalibrationOptions
+                      ) -> ClassCells:
     c, n_bins = options.n_classes, options.n_bins
-    cells_path = (*path, "cells")
-    q = read_object(p["cells"], cells_path, ClassCells.__dataclass_fields__,
-                    _QUANTILE_CELL_FIELDS + _CLASSWISE_CELL_FIELDS)
+    q = read_object(value, cells_path, ClassCells.__dataclass_fields__,
+                    (*_QUANTILE_CELL_FIELDS, *_CLASSWISE_CELL_FIELDS, "rounding"))
     index = _read_index(q["index"], (*cells_path, "index"), c * n_bins)
     k = index.shape[0]
     quantile = options.binning == "quantile"
+    if quantile and q["rounding"] is not None:
+        return _read_rounded_cells(q, cells_path, index)
+    if q["rounding"] is not None:
+        raise StateError("expected no rounding with uniform binning (the class-wise bins "
+                         "are exact)", path=(*cells_path, "rounding"), kind="not_applicable")
     extra: dict[str, Any] = {}
     for name in _QUANTILE_CELL_FIELDS:
         at = (*cells_path, name)
@@ -1459,6 +1571,44 @@ def _read_per_class(value: Any, options: CalibrationOptions) -> PerClassSums:
         b = index % n_bins
         assert cells.min is not None and cells.max is not None
         _check_within(cells.min, cells.max, edges[b], edges[b + 1], b == 0, cells_path)
+        # The layout of states written before the rounded cells (exact pairs, min, max):
+        # read, then held as this library holds quantile cells.
+        cells = _rounded_cells(cells, 0.0)
+    return cells
+
+
+def _read_rounded_cells(q: dict[str, Any], cells_path: Path, index: np.ndarray
+                        ) -> ClassCells:
+    """Quantile binning's class cells: rounded plain numbers and their ``rounding``."""
+    k = index.shape[0]
+    for name in ("min", "max", *_CLASSWISE_CELL_FIELDS):
+        if q[name] is not None:
+            raise StateError("expected no such field with quantile binning's rounded cells",
+                             path=(*cells_path, name), kind="not_applicable")
+    sums = {}
+    for name in _ROUNDED_CELL_FIELDS:
+        at = (*cells_path, name)
+        if q[name] is None:
+            raise StateError("expected the cells' values with quantile binning, got null",
+                             path=at, kind="not_applicable")
+        values = np.zeros((k, 2))
+        values[:, 0] = read_numbers(q[name], at, k)
+        if name != "gap":
+            check_non_negative(values, at, name)
+        sums[name] = values
+    rounding = read_number(q["rounding"], (*cells_path, "rounding"))
+    if not 0.0 <= rounding <= _MAX_ROUNDING:
+        raise StateError(f"expected a rounding in [0, {_MAX_ROUNDING:g}], got {rounding!r}",
+                         path=(*cells_path, "rounding"), kind="out_of_range")
+    return ClassCells(index=index, min=None, max=None, rounding=rounding, **sums)
+
+
+def _read_per_class(value: Any, options: CalibrationOptions) -> PerClassSums:
+    path: Path = ("per_class",)
+    p = read_object(value, path, PerClassSums.__dataclass_fields__, _CLASS_SCORE_SUMS)
+    c = options.n_classes
+    cells_path = (*path, "cells")
+    cells = _read_class_cells(p["cells"], cells_path, options)
     sums: dict[str, Any] = {}
     for name in _CLASS_SCORE_SUMS:
         if p[name] is None and options.mode == "classwise":
@@ -1519,6 +1669,11 @@ def _check_per_class(p: PerClassSums, o: CalibrationOptions, n: int, w: float) -
     gap_total = np.bincount(owner, cells.gap[:, 0], minlength=o.n_classes)
     expected = weight - p.probability[:, 0]
     scale = weight + p.probability[:, 0]
+    rho = cells.rounding or 0.0
+    if rho:  # rounded gaps: each within 2ρ·abs_gap of its exact value (with margin)
+        assert cells.abs_gap is not None
+        scale = scale + 2.0 * rho / TOLERANCE * np.bincount(
+            owner, cells.abs_gap[:, 0], minlength=o.n_classes)
     bad = np.abs(gap_total - expected) > TOLERANCE * scale + 2.0**-1000
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
@@ -1529,14 +1684,16 @@ def _check_per_class(p: PerClassSums, o: CalibrationOptions, n: int, w: float) -
         )
     if cells.weight is not None and cells.abs_gap is not None:
         check_at_most(np.abs(cells.gap[:, 0]), cells.abs_gap[:, 0], (*path, "cells", "abs_gap"),
-                      "expected at least |gap| (the triangle inequality)")
+                      "expected at least |gap| (the triangle inequality)",
+                      slack=TOLERANCE + 3.0 * rho)
         check_at_most(cells.abs_gap[:, 0], cells.weight[:, 0], (*path, "cells", "abs_gap"),
-                      "expected at most the cell's weight (|1[y = k] − p_k| <= 1)")
+                      "expected at most the cell's weight (|1[y = k] − p_k| <= 1)",
+                      slack=TOLERANCE + 3.0 * rho)
     if cells.count is not None:
         _check_class_cells(p, cells, owner, o.n_classes, n)
     if cells.weight is not None:
         per_class_weight = np.bincount(owner, cells.weight[:, 0], minlength=o.n_classes)
-        off = np.abs(per_class_weight - w) > TOLERANCE * w + 2.0**-1000
+        off = np.abs(per_class_weight - w) > (TOLERANCE + 2.0 * rho) * w + 2.0**-1000
         if off.any():
             k = int(np.flatnonzero(off)[0])
             raise inconsistent(f"expected the cells of class {k} to weigh totals.weight "

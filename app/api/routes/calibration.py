@@ -17,7 +17,12 @@ from app.api.schemas.common import ERROR_RESPONSES, option_values
 from app.api.states import answer
 from app.settings import Settings
 from xentropy._validation import InputError
-from xentropy.calibration import CALIBRATION_PARAMS, CalibrationResult, calibration_report
+from xentropy.calibration import (
+    CALIBRATION_PARAMS,
+    CalibrationResult,
+    calibration_bootstrap_work,
+    calibration_report,
+)
 from xentropy.calibration.diagram import MAX_PANELS, reliability_diagram, reliability_diagrams
 from xentropy.calibration.slices import MAX_GROUPS
 
@@ -87,8 +92,40 @@ def _within(req: CalibrationData, settings: Settings, n_groups: int, n_classes: 
                 req, n_groups, n_classes, n_bins, multilabel) <= settings.max_elements)
 
 
+def _check_bootstrap(req: CalibrationData, settings: Settings) -> None:
+    """This service's bound on the bootstrap (XENTROPY_MAX_BOOTSTRAP_WORK): its work grows
+    with the replicates, not with the input alone (smooth_ece costs about 2 ms a replicate
+    whatever N, and every group and label is a run of its own), so it is bounded before any
+    replicate is drawn."""
+    level = getattr(req, "confidence_level")  # noqa: B009 (an option field from the table)
+    if level is None:
+        return
+    options = option_values(req, CALIBRATION_PARAMS)
+    scores = req.probabilities if req.probabilities is not None else req.logits
+    n_rows = 0 if scores is None else int(scores.shape[0])
+    multilabel = bool(options["multilabel"]) and scores is not None and scores.ndim == 2
+    work = calibration_bootstrap_work(
+        n_rows, n_labels=int(scores.shape[1]) if multilabel else None,  # type: ignore[union-attr]
+        groups=req.groups, confidence_level=level, bootstrap=options["bootstrap"],
+        estimators=options["estimators"])
+    limit = settings.max_bootstrap_work
+    if work > limit:
+        resamples = CALIBRATION_PARAMS["bootstrap"].check(
+            dict(options["bootstrap"] or {}), "bootstrap")["n_resamples"]
+        per = -(-work // resamples)  # the work of one replicate
+        raise InputError(
+            "bootstrap", f"expected at most {limit} sample-replicates of bootstrap work (this "
+            f"service's XENTROPY_MAX_BOOTSTRAP_WORK), got {work}: {resamples} replicates of "
+            f"{per} each; " + (f"ask for at most {limit // per} resamples, fewer groups or "
+                               "estimators, or send fewer rows" if limit >= per else
+                               "not even one replicate fits: ask for fewer groups or "
+                               "estimators, or send fewer rows"),
+            position=("n_resamples",), kind="out_of_range")
+
+
 def _report(req: CalibrationData, settings: Settings) -> CalibrationResult:
     _check_bins(req, settings)
+    _check_bootstrap(req, settings)
     return calibration_report(
         req.probabilities, req.labels, logits=req.logits, targets=req.targets,
         groups=req.groups, sample_weights=req.sample_weights,

@@ -48,6 +48,10 @@ class Limits(BaseModel):
     max_class_bins: int = Field(
         description="Most classes × bins of one calibration request; more is a 422."
     )
+    max_bootstrap_work: int = Field(
+        description="Most bootstrap work of one calibration request (replicates × samples of "
+        "every report with intervals, plus the estimators' fixed costs); more is a 422."
+    )
     body_timeout: float = Field(
         description="Seconds to send a request's body; slower is a 408, connection closed."
     )
@@ -77,8 +81,9 @@ class Info(BaseModel):
                         "max_body_bytes": 67108864, "max_elements": 20000000,
                         "max_header_bytes": 65536, "max_header_count": 100,
                         "max_url_bytes": 8192, "max_bins": 10000,
-                        "max_class_bins": 10000000, "body_timeout": 30.0, "header_timeout": 10.0,
-                        "write_timeout": 30.0, "max_connections": 1000,
+                        "max_class_bins": 10000000, "max_bootstrap_work": 50000000000,
+                        "body_timeout": 30.0, "header_timeout": 10.0, "write_timeout": 30.0,
+                        "max_connections": 1000,
                     },
                     "libraries": {"python": "3.11.7", "numpy": "2.4.6", "fastapi": "0.165.0",
                                   "pydantic": "2.14.3", "msgspec": "0.22.0"},

@@ -368,26 +368,43 @@ class ConfidenceHistogram(BaseModel):
 
 
 class ClassCells(BaseModel):
-    """Per (class k, uniform bin b) cells that hold a p_k, at index k·n_bins + b."""
+    """Per (class k, uniform bin b) cells that hold a p_k, at index k·n_bins + b. With
+    quantile binning, `gap`, `weight` and `abs_gap` feed only approximate statistics:
+    they are plain numbers rounded to 6 significant digits, with `rounding` (states
+    written before held compensated pairs and `min`/`max` there: still read)."""
 
     model_config = _STATE
 
     index: list[Count] = Field(description="k·n_bins + b, increasing.")
-    gap: list[Pair] = _pairs("Σw·(1[y = k] − p_k) per cell.")
-    weight: list[Pair] | None = _pairs(
-        "Σw per cell; quantile binning only (else null)." + _NULL, default=None
+    gap: list[Pair] | list[float] = Field(
+        description="Σw·(1[y = k] − p_k) per cell: compensated sums [hi, lo]; with quantile "
+        "binning, rounded numbers."
     )
-    abs_gap: list[Pair] | None = _pairs(
-        "Σw·|1[y = k] − p_k| per cell; quantile binning only (else null)." + _NULL,
-        default=None,
+    weight: list[Pair] | list[float] | None = Field(
+        None,
+        description='Σw per cell; quantile binning (rounded numbers) or mode "classwise" '
+        "(compensated sums [hi, lo]) only, else null." + _NULL,
+    )
+    abs_gap: list[float] | list[Pair] | None = Field(
+        None,
+        description="Σw·|1[y = k] − p_k| per cell; quantile binning only (rounded numbers), "
+        "else null." + _NULL,
+    )
+    rounding: Annotated[float, Field(ge=0.0, le=1e-3)] | None = Field(
+        None,
+        description="Quantile binning only: a bound ρ on the relative error of the rounded "
+        "`gap`, `weight` and `abs_gap` (|error| <= ρ × the exact Σw, resp. Σw·|1[y = k] − "
+        "p_k|), counted by the error bound of `per_class.ece`." + _NULL,
     )
     min: list[float] | None = Field(
         None,
-        description="The smallest p_k per cell; quantile binning only (else null)." + _NULL,
+        description="States written before the rounded cells, quantile binning: the "
+        "smallest p_k per cell (with `gap`, `weight`, `abs_gap` as pairs); else null." + _NULL,
     )
     max: list[float] | None = Field(
         None,
-        description="The largest p_k per cell; quantile binning only (else null)." + _NULL,
+        description="States written before the rounded cells, quantile binning: the "
+        "largest p_k per cell; else null." + _NULL,
     )
     count: list[Count] | None = Field(
         None, description='Samples per cell; mode "classwise" only.' + _NULL

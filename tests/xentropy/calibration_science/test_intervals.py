@@ -359,3 +359,75 @@ def test_coverage_of_the_intervals(design: str) -> None:
         assert 0.80 <= coverage["ece_debiased"] <= 0.97
     else:  # a smoke run: a binomial(12, 0.9) count is >= 7 with probability 0.9996
         assert coverage["ece_debiased"] >= 0.55
+
+
+# --------------------------------------------------------------------------- work bound
+
+
+def _bootstrap_runs(result):
+    """The n_samples of every report in ``result`` that ran a bootstrap: a multi-label
+    report's pool (its micro report) and its labels, and recursively its groups."""
+    if result.per_label is not None:
+        runs = [result.micro.n_samples] + [r.n_samples for r in result.per_label]
+    else:
+        runs = [result.n_samples]
+    assert result.intervals is not None
+    for group in result.per_group or ():
+        runs += _bootstrap_runs(group)
+    return runs
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_calibration_bootstrap_work_counts_every_run_of_the_report(multilabel):
+    """The work bound of a request is bootstrap_work over the reports the library actually
+    bootstraps (read from the report it answers), for groups with or without labels."""
+    from xentropy.calibration import calibration_bootstrap_work, calibration_report
+    from xentropy.calibration.intervals import bootstrap_work
+
+    rng = np.random.default_rng(5)
+    n, c = 30, 3
+    groups = rng.integers(0, 4, n)
+    options = dict(confidence_level=0.9, bootstrap={"n_resamples": 7},
+                   estimators=["ece_sweep", "smooth_ece"])
+    if multilabel:
+        p = rng.uniform(size=(n, c))
+        r = calibration_report(p, targets=(rng.uniform(size=(n, c)) < p).astype(int),
+                               multilabel=True, groups=groups, **options)
+        assert r.micro.n_samples == n * c
+    else:
+        p = rng.dirichlet(np.ones(c), n)
+        r = calibration_report(p, rng.integers(0, c, n), groups=groups, **options)
+    runs = _bootstrap_runs(r)
+    assert len(runs) == (1 + 4) * ((1 + c) if multilabel else 1)
+    expected = bootstrap_work(runs, n_resamples=7, estimators=options["estimators"],
+                              sweep_max_n_bins=1000)
+    work = calibration_bootstrap_work(n, n_labels=c if multilabel else None, groups=groups,
+                                      **options)
+    assert work == expected
+    assert calibration_bootstrap_work(n, groups=groups) == 0  # no confidence_level
+
+
+def test_bootstrap_work_formula_and_the_sweep_worst_case():
+    """The cost model term by term; the sweep's term assumes every count up to min(N, cap)
+    is tried, which monotone data does reach (its sweep keeps all N counts)."""
+    from xentropy.calibration.estimators import ece_sweep
+    from xentropy.calibration.intervals import (
+        REPLICATE_WORK,
+        SMOOTH_ECE_REPLICATE_WORK,
+        SMOOTH_ECE_SAMPLE_WORK,
+        SWEEP_BIN_WORK,
+        SWEEP_SAMPLE_WORK,
+        bootstrap_work,
+    )
+
+    sizes = [50, 2000]
+    assert bootstrap_work(sizes, n_resamples=3) == 3 * (2050 + 2 * REPLICATE_WORK)
+    smooth = bootstrap_work(sizes, n_resamples=3, estimators=["smooth_ece"])
+    assert smooth - bootstrap_work(sizes, n_resamples=3) == 3 * (
+        2 * SMOOTH_ECE_REPLICATE_WORK + SMOOTH_ECE_SAMPLE_WORK * 2050)
+    sweep = bootstrap_work(sizes, n_resamples=3, estimators=["ece_sweep"], sweep_max_n_bins=1000)
+    bins = (50 * 51 // 2 - 1) + (1000 * 1001 // 2 - 1)
+    assert sweep - bootstrap_work(sizes, n_resamples=3) == 3 * (
+        SWEEP_SAMPLE_WORK * 2050 + SWEEP_BIN_WORK * bins)
+    p = np.linspace(0.01, 0.99, 50)
+    assert ece_sweep(p, (p > 0.5).astype(float)).n_bins == 50
