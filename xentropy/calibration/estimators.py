@@ -739,10 +739,9 @@ def _classwise(
                             every_bin=True, hits=confidence_level is not None))
     # The C × n_bins intervals in one call: its iterations have a fixed cost per call,
     # which C calls (per group, with groups) paid C times for the same elementwise result.
-    intervals = _bin_intervals(
-        None if confidence_level is None else np.stack([r.hits[0] for r in rows  # type: ignore[index]
-                                                        ]),
-        np.stack([r.count[0] for r in rows]), confidence_level)
+    hits = None if confidence_level is None else np.stack(
+        [r.hits[0] for r in rows if r.hits is not None])
+    intervals = _bin_intervals(hits, np.stack([r.count[0] for r in rows]), confidence_level)
     per_class = [
         ClassBins(class_index=k, ece=float(ece[k]), mce=float(mce[k]), rmsce=float(rmsce[k]),
                   bins=reliability_bins(row, None if intervals is None else (
