@@ -88,6 +88,31 @@ def test_output_is_byte_for_byte_what_v1_merge_answers_for_64_requests(
         assert first["group"] == g[0] and first["n_samples"] == int((g == g[0]).sum())
 
 
+def test_intervals_take_a_bootstrap_stream_per_chunk(client, tmp_path, capsys):
+    """--confidence-level: the rows from run row r draw bootstrap stream s + r (merged
+    states need distinct streams), so the output is /v1/merge's for requests with those
+    streams (chunks of 500 rows, each one block)."""
+    p, y = _data(2000, 4)
+    g = np.random.default_rng(7).integers(0, 5, len(y))
+    for name, value in (("p", p), ("y", y), ("g", g)):
+        np.save(tmp_path / f"{name}.npy", value)
+    code, _, err = _run(["--probabilities", str(tmp_path / "p.npy"), "--labels",
+                         str(tmp_path / "y.npy"), "--groups", str(tmp_path / "g.npy"),
+                         "--report", "calibration", "--chunk-rows", "500",
+                         "--confidence-level", "0.9", "--bootstrap", "n_resamples=50,stream=3",
+                         "--output", str(tmp_path / "r.json")], capsys)
+    assert code == 0, err
+    states = []
+    for k, part in enumerate(np.array_split(np.arange(len(y)), 4)):
+        body = {"probabilities": p[part].astype(np.float64).tolist(), "labels": y[part].tolist(),
+                "groups": g[part].tolist(), "confidence_level": 0.9,
+                "bootstrap": {"n_resamples": 50, "stream": 3 + 500 * k}, "return_state": True}
+        states.append(json.loads(_post(client, "/v1/calibration", body))["state"])
+    merged = _post(client, "/v1/merge", {"states": states})
+    assert (tmp_path / "r.json").read_bytes() == b'{"calibration":' + merged + b"}"
+    assert json.loads(merged)["result"]["intervals"] is not None
+
+
 def test_divergences_with_targets_and_logits(client, tmp_path, capsys):
     rng = np.random.default_rng(3)
     z = rng.normal(size=(300, 4))

@@ -237,6 +237,11 @@ class Chunk:
     start: int
     stop: int
     offsets: dict[str, int]
+    #: The number of the chunk's first row in the run (over all the files): with
+    #: --confidence-level, the block of rows starting at run row r draws the bootstrap
+    #: stream s + r (s: --bootstrap stream=s, default 0), as merged states need distinct
+    #: streams.
+    first_row: int = 0
 
 
 def chunk_states(job: Job, chunk: Chunk) -> dict[str, State]:
@@ -262,14 +267,14 @@ def chunk_states(job: Job, chunk: Chunk) -> dict[str, State]:
         for start in range(0, max(n_rows, 1), step):
             block = {name: v[start:start + step] for name, v in data.items()}
             try:
-                parts.append(_REPORT[report](job, block))
+                parts.append(_REPORT[report](job, block, chunk.first_row + start))
             except InputError as error:
                 raise _located(error, job, chunk, start) from None
         states[report] = parts[0] if len(parts) == 1 else xentropy.merge(parts)
     return states
 
 
-def _losses(job: Job, data: dict[str, np.ndarray]) -> State:
+def _losses(job: Job, data: dict[str, np.ndarray], first_row: int) -> State:
     x, y = data["probabilities"], data["labels"]
     options = dict(job.options["losses"], return_state=True)
     w = data.get("sample_weights")
@@ -290,13 +295,20 @@ def _losses(job: Job, data: dict[str, np.ndarray]) -> State:
     return xentropy.state(multi(x, y, **options))
 
 
-def _calibration(job: Job, data: dict[str, np.ndarray]) -> State:
+def _calibration(job: Job, data: dict[str, np.ndarray], first_row: int) -> State:
     x = data["probabilities"]
     given: dict[str, Any] = {"logits": x} if job.logits else {"probabilities": x}
+    options = dict(job.options["calibration"])
+    if options.get("confidence_level") is not None:
+        bootstrap = dict(options.get("bootstrap") or {})
+        stream = bootstrap.get("stream", 0)
+        if isinstance(stream, int) and not isinstance(stream, bool):  # else refused below
+            bootstrap["stream"] = stream + first_row
+        options["bootstrap"] = bootstrap
     # The state alone: the chunk's report (bins, quantile ACE, per-class ECE) would be
     # thrown away. The same state as calibration_report(..., return_state=True).
     return calibration_state_of(labels=data["labels"], sample_weights=data.get("sample_weights"),
-                                groups=data.get("groups"), **given, **job.options["calibration"])
+                                groups=data.get("groups"), **given, **options)
 
 
 def _check_groups(values: np.ndarray, inp: Input, chunk: Chunk) -> None:
@@ -322,7 +334,7 @@ def _check_groups(values: np.ndarray, inp: Input, chunk: Chunk) -> None:
                    "(store them as integers or strings)", row=chunk.start, **where)
 
 
-def _divergences(job: Job, data: dict[str, np.ndarray]) -> State:
+def _divergences(job: Job, data: dict[str, np.ndarray], first_row: int) -> State:
     q: dict[str, Any] = {"q_logits" if job.logits else "q": data["probabilities"]}
     return xentropy.state(xentropy.divergences(
         data["targets"], return_state=True, **q, **job.options["divergences"]
@@ -334,7 +346,7 @@ _FLOAT64 = np.dtype(np.float64)
 #: stored or as their CSV column's ``Input.parse``.
 _DTYPES: dict[str, Any] = {"probabilities": _FLOAT64, "sample_weights": _FLOAT64,
                            "targets": _FLOAT64, "labels": None}
-_REPORT: dict[str, Callable[[Job, dict[str, np.ndarray]], State]] = {
+_REPORT: dict[str, Callable[[Job, dict[str, np.ndarray], int], State]] = {
     "losses": _losses, "calibration": _calibration, "divergences": _divergences,
 }
 #: The library's argument names, by input.
@@ -417,12 +429,15 @@ def plan(args: argparse.Namespace) -> tuple[Job, list[Chunk]]:
                                f"{first.files[part]} has {theirs.n_rows} rows")
     if "groups" in inputs:
         inputs["groups"] = _groups_input(inputs["groups"], layouts["groups"][0])
-    chunks = []
+    chunks: list[Chunk] = []
+    run_rows = 0  # rows of the partitions before this one
     for part, lay in enumerate(layouts["probabilities"]):
         for k, start in enumerate(range(0, lay.n_rows, chunk_rows)):
             offsets = {name: layouts[name][part].offsets[k] for name in inputs
                        if layouts[name][part].offsets}
-            chunks.append(Chunk(part, start, min(start + chunk_rows, lay.n_rows), offsets))
+            chunks.append(Chunk(part, start, min(start + chunk_rows, lay.n_rows), offsets,
+                                run_rows + start))
+        run_rows += lay.n_rows
     if not chunks:
         raise BadInput(first.files[0], "no rows to evaluate")
     binary = c == 0
