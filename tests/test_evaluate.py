@@ -40,18 +40,25 @@ def _post(client, path: str, body: dict) -> bytes:
     return r.content
 
 
-@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("weighted,grouped", [(False, False), (True, False), (True, True)])
 def test_output_is_byte_for_byte_what_v1_merge_answers_for_64_requests(
-    client, tmp_path, capsys, weighted
+    client, tmp_path, capsys, weighted, grouped
 ):
     p, y = _data()
     w = np.random.default_rng(1).uniform(0, 3, len(y)) if weighted else None
+    # 30 groups, some absent from many chunks: the per-group states merge by value.
+    odds = 1 / np.arange(1, 31) ** 1.5
+    days = np.random.default_rng(2).choice(30, len(y), p=odds / odds.sum())
+    g = np.array([f"day-{d}" for d in days])
     np.save(tmp_path / "p.npy", p)
     np.save(tmp_path / "y.npy", y)
     extra = []
     if weighted:
         np.save(tmp_path / "w.npy", w)
         extra = ["--sample-weights", str(tmp_path / "w.npy")]
+    if grouped:
+        np.save(tmp_path / "g.npy", g)
+        extra += ["--groups", str(tmp_path / "g.npy")]
     code, out, _ = _run(["--probabilities", str(tmp_path / "p.npy"), "--labels",
                          str(tmp_path / "y.npy"), "--chunk-rows", "100", "--n-bins", "12",
                          "--binning", "quantile", "--units", "bits", "--output",
@@ -66,11 +73,44 @@ def test_output_is_byte_for_byte_what_v1_merge_answers_for_64_requests(
             body["sample_weights"] = w[part].tolist()
         states["losses"].append(json.loads(_post(client, "/v1/losses/categorical", body))["state"])
         cal = dict(body, n_bins=12, binning="quantile")
+        if grouped:
+            cal["groups"] = g[part].tolist()
         states["calibration"].append(json.loads(_post(client, "/v1/calibration", cal))["state"])
     expected = {name: _post(client, "/v1/merge", {"states": s}) for name, s in states.items()}
     written = (tmp_path / "r.json").read_bytes()
     assert written == (b'{"losses":' + expected["losses"] + b',"calibration":'
                        + expected["calibration"] + b"}")
+    if grouped:
+        per_group = json.loads(written)["calibration"]["result"]["per_group"]
+        assert len(per_group) == len(set(g)) and "per group (30 groups)" in out
+        assert "… 10 more in --output" in out
+        first = per_group[0]
+        assert first["group"] == g[0] and first["n_samples"] == int((g == g[0]).sum())
+
+
+def test_intervals_take_a_bootstrap_stream_per_chunk(client, tmp_path, capsys):
+    """--confidence-level: the rows from run row r draw bootstrap stream s + r (merged
+    states need distinct streams), so the output is /v1/merge's for requests with those
+    streams (chunks of 500 rows, each one block)."""
+    p, y = _data(2000, 4)
+    g = np.random.default_rng(7).integers(0, 5, len(y))
+    for name, value in (("p", p), ("y", y), ("g", g)):
+        np.save(tmp_path / f"{name}.npy", value)
+    code, _, err = _run(["--probabilities", str(tmp_path / "p.npy"), "--labels",
+                         str(tmp_path / "y.npy"), "--groups", str(tmp_path / "g.npy"),
+                         "--report", "calibration", "--chunk-rows", "500",
+                         "--confidence-level", "0.9", "--bootstrap", "n_resamples=50,stream=3",
+                         "--output", str(tmp_path / "r.json")], capsys)
+    assert code == 0, err
+    states = []
+    for k, part in enumerate(np.array_split(np.arange(len(y)), 4)):
+        body = {"probabilities": p[part].astype(np.float64).tolist(), "labels": y[part].tolist(),
+                "groups": g[part].tolist(), "confidence_level": 0.9,
+                "bootstrap": {"n_resamples": 50, "stream": 3 + 500 * k}, "return_state": True}
+        states.append(json.loads(_post(client, "/v1/calibration", body))["state"])
+    merged = _post(client, "/v1/merge", {"states": states})
+    assert (tmp_path / "r.json").read_bytes() == b'{"calibration":' + merged + b"}"
+    assert json.loads(merged)["result"]["intervals"] is not None
 
 
 def test_divergences_with_targets_and_logits(client, tmp_path, capsys):
@@ -128,6 +168,91 @@ def test_npy_parquet_and_csv_give_the_same_bytes(tmp_path, capsys):
         assert code == 0, (name, err)
         outputs[name] = out.read_bytes()
     assert len(set(outputs.values())) == 1, outputs.keys()
+
+
+def _group_files(tmp_path: Path, g: np.ndarray, tag: str) -> dict[str, list[str]]:
+    np.save(tmp_path / f"{tag}.npy", g)
+    pq.write_table(pa.table({"x": np.zeros(len(g)), "day": g}), tmp_path / f"{tag}.parquet",
+                   row_group_size=700)
+    with open(tmp_path / f"{tag}.csv", "w") as f:
+        f.write("x,day\n" + "".join(f"0,{v}\n" for v in g.tolist()))
+    return {"npy": ["--groups", str(tmp_path / f"{tag}.npy")],
+            "parquet": ["--groups", str(tmp_path / f"{tag}.parquet"), "--groups-column", "day"],
+            "csv": ["--groups", str(tmp_path / f"{tag}.csv"), "--groups-column", "day"]}
+
+
+@pytest.mark.parametrize("kind", ["int", "str"])
+def test_groups_from_npy_parquet_and_csv_give_the_per_group_reports(tmp_path, capsys, kind):
+    p, y = _data(2500, 5)
+    days = np.random.default_rng(4).integers(-3, 9, 2500)
+    g = days if kind == "int" else np.array([f"d{d}" for d in days])
+    base = ["--probabilities", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"),
+            "--chunk-rows", "600", "--n-bins", "8"]
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", y)
+    outputs = {}
+    for name, args in _group_files(tmp_path, g, kind).items():
+        out = tmp_path / f"{name}.json"
+        code, table, err = _run([*base, *args, "--output", str(out)], capsys)
+        assert code == 0, (name, err)
+        assert "per group (12 groups)" in table and "more in --output" not in table
+        outputs[name] = out.read_bytes()
+    assert len(set(outputs.values())) == 1, outputs.keys()
+    per_group = json.loads(outputs["npy"])["calibration"]["result"]["per_group"]
+    # The first-appearance order of the whole file, and each group's report (from the
+    # merged state, so its quantile statistics are approximate, but not its counts) equal
+    # to its rows' own report.
+    assert [e["group"] for e in per_group] == list(dict.fromkeys(g.tolist()))
+    for entry in per_group:
+        rows = g == entry["group"]
+        alone = xentropy.calibration_report(p[rows].astype(np.float64), y[rows], n_bins=8)
+        assert entry["n_samples"] == alone.n_samples
+        assert [b["count"] for b in entry["bins"]] == [b.count for b in alone.bins]
+        for key in ("accuracy", "nll", "brier", "ece", "mce"):
+            assert abs(entry[key] - getattr(alone, key)) <= 1e-12, key
+
+
+def test_group_errors_name_the_file_the_column_and_the_row(tmp_path, capsys):
+    p, y = _data(900, 3)
+    np.save(tmp_path / "p.npy", p)
+    np.save(tmp_path / "y.npy", y)
+    base = ["--probabilities", str(tmp_path / "p.npy"), "--labels", str(tmp_path / "y.npy"),
+            "--chunk-rows", "300"]
+    days = np.arange(900) % 7
+    np.save(tmp_path / "short.npy", days[:899])
+    err = _error([*base, "--groups", str(tmp_path / "short.npy")], capsys)
+    assert f"{tmp_path / 'short.npy'}: 899 rows of groups, but" in err and "900 rows" in err
+    with_nan = days.astype(np.float64)
+    with_nan[123] = np.nan
+    np.save(tmp_path / "nan.npy", with_nan)
+    err = _error([*base, "--groups", str(tmp_path / "nan.npy")], capsys)
+    assert f"{tmp_path / 'nan.npy'}, row 123: expected a group (an integer or a string), " \
+        "got nan" in err
+    np.save(tmp_path / "float.npy", days.astype(np.float64))
+    err = _error([*base, "--groups", str(tmp_path / "float.npy")], capsys)
+    assert f"{tmp_path / 'float.npy'}, row 0: expected integer or string groups, got float64" \
+        in err
+    np.save(tmp_path / "wide.npy", np.stack([days, days], 1))
+    err = _error([*base, "--groups", str(tmp_path / "wide.npy")], capsys)
+    assert f"{tmp_path / 'wide.npy'}: expected one group per row" in err
+
+    args = _group_files(tmp_path, days, "int")
+    lines = (tmp_path / "int.csv").read_text().splitlines()
+    lines[1 + 650] = "0,nan"
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    err = _error([*base, "--groups", str(tmp_path / "bad.csv"), "--groups-column", "day"], capsys)
+    assert f"{tmp_path / 'bad.csv'}, column day, row 650: could not convert string 'nan'" in err
+    strings = [f"0,d{d}" for d in days]
+    strings[650] = "0,"
+    (tmp_path / "empty.csv").write_text("x,day\n" + "\n".join(strings) + "\n")
+    err = _error([*base, "--groups", str(tmp_path / "empty.csv"), "--groups-column", "day"], capsys)
+    assert f"{tmp_path / 'empty.csv'}, column day, row 650: expected a group, got an empty" in err
+    t = pa.table({"day": pa.array([1, None] + [2] * 898)})
+    pq.write_table(t, tmp_path / "null.parquet")
+    err = _error([*base, "--groups", str(tmp_path / "null.parquet")], capsys)
+    assert f"{tmp_path / 'null.parquet'}, column day, row 1: expected a number, got null" in err
+    err = _error([*args["npy"], *base, "--report", "losses"], capsys)
+    assert "--groups: the groups slice the calibration report" in err
 
 
 def test_a_directory_of_partitions_is_the_whole_dataset(tmp_path, capsys):
@@ -354,9 +479,11 @@ def test_scheduler_processes_gives_the_local_answer(tmp_path, capsys):
     p, y = _data(5000, 6)
     bad = p.copy()
     bad[4321, 0] = np.inf
-    for name, value in (("p", p), ("y", y), ("bad", bad)):
+    g = np.random.default_rng(6).integers(0, 40, 5000)
+    for name, value in (("p", p), ("y", y), ("bad", bad), ("g", g)):
         np.save(tmp_path / f"{name}.npy", value)
-    base = ["--labels", str(tmp_path / "y.npy"), "--chunk-rows", "250"]
+    base = ["--labels", str(tmp_path / "y.npy"), "--chunk-rows", "250", "--groups",
+            str(tmp_path / "g.npy")]
     outputs = {}
     for spec in (None, "processes"):
         out = tmp_path / f"{spec}.json"
@@ -364,16 +491,22 @@ def test_scheduler_processes_gives_the_local_answer(tmp_path, capsys):
                              str(out), *(["--scheduler", spec] if spec else [])], capsys)
         assert code == 0, err
         outputs[spec] = json.loads(out.read_text())
-    for report in ("losses", "calibration"):
-        local, dask_ = outputs[None][report]["result"], outputs["processes"][report]["result"]
+    def same(local: dict, dask_: dict) -> None:
         assert local.keys() == dask_.keys()
         for key, value in local.items():
             if isinstance(value, float):
                 assert abs(value - dask_[key]) <= 1e-12 * max(abs(value), 1e-300), key
+            elif key == "per_group":  # the groups of the tree merge, in the same order
+                assert len(value) == len(dask_[key]) == 40
+                for mine, theirs in zip(value, dask_[key], strict=True):
+                    same(mine, theirs)
             elif key != "bins":
                 assert value == dask_[key], key
-        if report == "calibration":
+        if "bins" in local:
             assert [b["count"] for b in local["bins"]] == [b["count"] for b in dask_["bins"]]
+
+    for report in ("losses", "calibration"):
+        same(outputs[None][report]["result"], outputs["processes"][report]["result"])
     err = _error(["--probabilities", str(tmp_path / "bad.npy"), *base, "--scheduler",
                   "processes"], capsys)
     assert f"{tmp_path / 'bad.npy'}, column 0, row 4321:" in err

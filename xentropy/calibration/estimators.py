@@ -731,17 +731,23 @@ def _classwise(
     rmsce = _calibration_error(sums, "l2")
     del sums
     n_classes = probs.shape[1]
-    per_class = []
+    rows = []
     for k in range(n_classes):  # one binning per class (the output is C × n_bins bins)
         # The reported bins need each column's own edges.
         column = np.ascontiguousarray(probs[:, k])[None, :]
-        row = _binned(column, (y == k).astype(np.float64)[None, :], w, n_bins, binning,
-                      every_bin=True, hits=confidence_level is not None)
-        per_class.append(ClassBins(
-            class_index=k, ece=float(ece[k]), mce=float(mce[k]), rmsce=float(rmsce[k]),
-            bins=reliability_bins(row, _bin_intervals(
-                None if row.hits is None else row.hits[0], row.count[0], confidence_level)),
-        ))
+        rows.append(_binned(column, (y == k).astype(np.float64)[None, :], w, n_bins, binning,
+                            every_bin=True, hits=confidence_level is not None))
+    # The C × n_bins intervals in one call: its iterations have a fixed cost per call,
+    # which C calls (per group, with groups) paid C times for the same elementwise result.
+    hits = None if confidence_level is None else np.stack(
+        [r.hits[0] for r in rows if r.hits is not None])
+    intervals = _bin_intervals(hits, np.stack([r.count[0] for r in rows]), confidence_level)
+    per_class = [
+        ClassBins(class_index=k, ece=float(ece[k]), mce=float(mce[k]), rmsce=float(rmsce[k]),
+                  bins=reliability_bins(row, None if intervals is None else (
+                      intervals[0][k], intervals[1][k])))
+        for k, row in enumerate(rows)
+    ]
     return ClasswiseCalibration(
         classwise_ece=float(ece.mean()), per_class=tuple(per_class), n_bins=n_bins,
         binning=binning,

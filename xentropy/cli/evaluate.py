@@ -16,6 +16,8 @@ Exit codes: 0 done, 2 bad input (the file, the column and the row named).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ import xentropy
 from xentropy._divergences import DIVERGENCE_PARAMS
 from xentropy._validation import InputError, Param
 from xentropy.calibration import CALIBRATION_PARAMS, calibration_state_of
-from xentropy.cli.sources import BadInput, expand, layout, read, width
+from xentropy.cli.sources import BadInput, Layout, expand, layout, read, width
 from xentropy.options import BINARY_PARAMS, CATEGORICAL_PARAMS
 from xentropy.states import State, merged_json
 
@@ -48,7 +50,9 @@ FAN_IN = 64
 _NOT_FLAGS = frozenset({"return_state", "return_gradient", "sample_weights", "mask",
                         "fit_temperature"})
 #: The inputs (files), with the library argument each one is.
-INPUTS = ("probabilities", "labels", "sample_weights", "targets")
+INPUTS = ("probabilities", "labels", "sample_weights", "targets", "groups")
+#: Groups printed in the summary table (all of them are in --output).
+SHOWN_GROUPS = 20
 
 
 def _tables(report: str, binary: bool) -> dict[str, Param]:
@@ -170,6 +174,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     files.add_argument("--targets", metavar="FILE",
                        help="N×C reference distributions p for the divergences report "
                        "(KL(p‖q), ... with q the predictions)")
+    files.add_argument("--groups", metavar="FILE",
+                       help="N group values (integers or strings, e.g. the day of each row): "
+                       "the calibration report also gives per_group, each group's report")
     for name in INPUTS:
         files.add_argument(f"--{name.replace('_', '-')}-column", metavar="COL[,COL...]",
                            help=f"the column(s) of the {name} in a tabular file")
@@ -206,6 +213,8 @@ class Input:
     name: str
     files: tuple[str, ...]
     columns: tuple[str, ...] | None
+    #: How a CSV column is parsed, if not as floats: the groups, as int64 or str.
+    parse: Any = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +237,11 @@ class Chunk:
     start: int
     stop: int
     offsets: dict[str, int]
+    #: The number of the chunk's first row in the run (over all the files): with
+    #: --confidence-level, the block of rows starting at run row r draws the bootstrap
+    #: stream s + r (s: --bootstrap stream=s, default 0), as merged states need distinct
+    #: streams.
+    first_row: int = 0
 
 
 def chunk_states(job: Job, chunk: Chunk) -> dict[str, State]:
@@ -239,9 +253,11 @@ def chunk_states(job: Job, chunk: Chunk) -> dict[str, State]:
     # Floats are read as float64, which the kernels compute in (so they copy nothing).
     data = {
         name: read(inp.files[chunk.part], inp.columns, chunk.start, chunk.stop,
-                   chunk.offsets.get(name, 0), None if name == "labels" else _FLOAT64)
+                   chunk.offsets.get(name, 0), _DTYPES.get(name, inp.parse))
         for name, inp in job.inputs.items()
     }
+    if "groups" in data:
+        _check_groups(data["groups"], job.inputs["groups"], chunk)
     n_rows = len(next(iter(data.values())))
     width = max(int(np.prod(v.shape[1:])) for v in data.values())
     step = max(1, BLOCK_NUMBERS // width)
@@ -251,14 +267,14 @@ def chunk_states(job: Job, chunk: Chunk) -> dict[str, State]:
         for start in range(0, max(n_rows, 1), step):
             block = {name: v[start:start + step] for name, v in data.items()}
             try:
-                parts.append(_REPORT[report](job, block))
+                parts.append(_REPORT[report](job, block, chunk.first_row + start))
             except InputError as error:
                 raise _located(error, job, chunk, start) from None
         states[report] = parts[0] if len(parts) == 1 else xentropy.merge(parts)
     return states
 
 
-def _losses(job: Job, data: dict[str, np.ndarray]) -> State:
+def _losses(job: Job, data: dict[str, np.ndarray], first_row: int) -> State:
     x, y = data["probabilities"], data["labels"]
     options = dict(job.options["losses"], return_state=True)
     w = data.get("sample_weights")
@@ -279,16 +295,46 @@ def _losses(job: Job, data: dict[str, np.ndarray]) -> State:
     return xentropy.state(multi(x, y, **options))
 
 
-def _calibration(job: Job, data: dict[str, np.ndarray]) -> State:
+def _calibration(job: Job, data: dict[str, np.ndarray], first_row: int) -> State:
     x = data["probabilities"]
     given: dict[str, Any] = {"logits": x} if job.logits else {"probabilities": x}
+    options = dict(job.options["calibration"])
+    if options.get("confidence_level") is not None:
+        bootstrap = dict(options.get("bootstrap") or {})
+        stream = bootstrap.get("stream", 0)
+        if isinstance(stream, int) and not isinstance(stream, bool):  # else refused below
+            bootstrap["stream"] = stream + first_row
+        options["bootstrap"] = bootstrap
     # The state alone: the chunk's report (bins, quantile ACE, per-class ECE) would be
     # thrown away. The same state as calibration_report(..., return_state=True).
     return calibration_state_of(labels=data["labels"], sample_weights=data.get("sample_weights"),
-                                **given, **job.options["calibration"])
+                                groups=data.get("groups"), **given, **options)
 
 
-def _divergences(job: Job, data: dict[str, np.ndarray]) -> State:
+def _check_groups(values: np.ndarray, inp: Input, chunk: Chunk) -> None:
+    """Group values are integers or non-empty strings; a float column (NaN for a missing
+    value, or numbers that merely look like integers) is refused at its first bad row."""
+    where = {"column": inp.columns[0] if inp.columns else None}
+    file = inp.files[chunk.part]
+    kind = values.dtype.kind
+    if kind in "iu":
+        return
+    if kind in "UO":
+        empty = np.flatnonzero(values == "")
+        if empty.size:
+            raise BadInput(file, "expected a group, got an empty value (a missing group?)",
+                           row=chunk.start + int(empty[0]), **where)
+        return
+    if kind == "f":
+        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+        if bad.size:
+            raise BadInput(file, f"expected a group (an integer or a string), got "
+                           f"{float(values[bad[0]])!r}", row=chunk.start + int(bad[0]), **where)
+    raise BadInput(file, f"expected integer or string groups, got {values.dtype} values "
+                   "(store them as integers or strings)", row=chunk.start, **where)
+
+
+def _divergences(job: Job, data: dict[str, np.ndarray], first_row: int) -> State:
     q: dict[str, Any] = {"q_logits" if job.logits else "q": data["probabilities"]}
     return xentropy.state(xentropy.divergences(
         data["targets"], return_state=True, **q, **job.options["divergences"]
@@ -296,13 +342,17 @@ def _divergences(job: Job, data: dict[str, np.ndarray]) -> State:
 
 
 _FLOAT64 = np.dtype(np.float64)
-_REPORT: dict[str, Callable[[Job, dict[str, np.ndarray]], State]] = {
+#: How inputs are read: float64, labels as stored (the library checks them), groups as
+#: stored or as their CSV column's ``Input.parse``.
+_DTYPES: dict[str, Any] = {"probabilities": _FLOAT64, "sample_weights": _FLOAT64,
+                           "targets": _FLOAT64, "labels": None}
+_REPORT: dict[str, Callable[[Job, dict[str, np.ndarray], int], State]] = {
     "losses": _losses, "calibration": _calibration, "divergences": _divergences,
 }
 #: The library's argument names, by input.
 _FIELDS = {"probabilities": "probabilities", "logits": "probabilities", "q": "probabilities",
            "q_logits": "probabilities", "labels": "labels", "targets": "labels",
-           "sample_weights": "sample_weights", "p": "targets"}
+           "sample_weights": "sample_weights", "p": "targets", "groups": "groups"}
 
 
 def _located(error: InputError, job: Job, chunk: Chunk, block: int = 0) -> Exception:
@@ -344,7 +394,8 @@ def plan(args: argparse.Namespace) -> tuple[Job, list[Chunk]]:
         raise BadInput("--probabilities", "expected the predictions: --probabilities FILE "
                        "(or --logits FILE)")
     paths = {"probabilities": predictions, "labels": args.labels,
-             "sample_weights": args.sample_weights, "targets": args.targets}
+             "sample_weights": args.sample_weights, "targets": args.targets,
+             "groups": args.groups}
     inputs = {
         name: Input(name, expand(path), _columns(getattr(args, f"{name}_column")))
         for name, path in paths.items() if path is not None
@@ -353,6 +404,9 @@ def plan(args: argparse.Namespace) -> tuple[Job, list[Chunk]]:
     if args.diagram and "calibration" not in reports:
         raise BadInput("--diagram", "the diagram is drawn from the calibration report, which "
                        "--report leaves out")
+    if "groups" in inputs and "calibration" not in reports:
+        raise BadInput("--groups", "the groups slice the calibration report, which --report "
+                       "leaves out")
     if "divergences" in reports and "targets" not in inputs:
         raise BadInput("--report", "the divergences report needs --targets (the reference "
                        "distributions p; the predictions are q)")
@@ -373,17 +427,36 @@ def plan(args: argparse.Namespace) -> tuple[Job, list[Chunk]]:
             if mine.n_rows != theirs.n_rows:
                 raise BadInput(inp.files[part], f"{mine.n_rows} rows of {name}, but "
                                f"{first.files[part]} has {theirs.n_rows} rows")
-    chunks = []
+    if "groups" in inputs:
+        inputs["groups"] = _groups_input(inputs["groups"], layouts["groups"][0])
+    chunks: list[Chunk] = []
+    run_rows = 0  # rows of the partitions before this one
     for part, lay in enumerate(layouts["probabilities"]):
         for k, start in enumerate(range(0, lay.n_rows, chunk_rows)):
             offsets = {name: layouts[name][part].offsets[k] for name in inputs
                        if layouts[name][part].offsets}
-            chunks.append(Chunk(part, start, min(start + chunk_rows, lay.n_rows), offsets))
+            chunks.append(Chunk(part, start, min(start + chunk_rows, lay.n_rows), offsets,
+                                run_rows + start))
+        run_rows += lay.n_rows
     if not chunks:
         raise BadInput(first.files[0], "no rows to evaluate")
     binary = c == 0
     options = _options(args, reports, binary)
     return Job(inputs, logits, binary, reports, options), chunks
+
+
+def _groups_input(inp: Input, first: Layout) -> Input:
+    """The groups are one value per row; a CSV column holds integers if its first row is
+    one, else strings (decided once, so that every chunk's groups are of one type)."""
+    path = inp.files[0]
+    if width(path, inp.columns) != 0:
+        raise BadInput(path, "expected one group per row (a 1-D array or one column)",
+                       column=inp.columns[0] if inp.columns else None)
+    if not path.endswith(".csv") or not first.n_rows:
+        return inp
+    head = read(path, inp.columns, 0, 1, first.offsets[0], str)
+    parse = np.int64 if re.fullmatch(r"\s*[-+]?\d+\s*", str(head[0])) else str
+    return dataclasses.replace(inp, parse=parse)
 
 
 def _reports(text: str | None, with_targets: bool) -> tuple[str, ...]:
@@ -536,6 +609,23 @@ def _rows(pairs: list[tuple[str, str]]) -> str:
     return "".join(f"  {k:<{width}}  {v}\n" for k, v in pairs)
 
 
+def _groups_table(per_group: tuple[Any, ...]) -> str:
+    """One line per group (the first SHOWN_GROUPS, in first-appearance order)."""
+    names = [str(g.group) if len(str(g.group)) <= 16 else str(g.group)[:15] + "…"
+             for g in per_group[:SHOWN_GROUPS]]
+    w = max(5, *map(len, names))
+    out = [f"\n  per group ({len(per_group)} group{'s' if len(per_group) != 1 else ''})\n",
+           f"  {'group':<{w}} {'n_samples':>10} {'accuracy':>10} {'confidence':>10} "
+           f"{'nll':>10} {'brier':>10} {'ece':>10}\n"]
+    for name, g in zip(names, per_group, strict=False):
+        out.append(f"  {name:<{w}} {g.n_samples:>10} {_num(g.accuracy):>10} "
+                   f"{_num(g.mean_confidence):>10} {_num(g.nll):>10} {_num(g.brier):>10} "
+                   f"{_num(g.ece):>10}\n")
+    if len(per_group) > SHOWN_GROUPS:
+        out.append(f"  … {len(per_group) - SHOWN_GROUPS} more in --output\n")
+    return "".join(out)
+
+
 def summary(job: Job, n_rows: int, n_chunks: int, results: dict[str, Any]) -> str:
     """The readable table printed on stdout."""
     what = "logits" if job.logits else "probabilities"
@@ -564,6 +654,8 @@ def summary(job: Job, n_rows: int, n_chunks: int, results: dict[str, Any]) -> st
             out.append(f"  ({b.lower:.3f}, {b.upper:.3f}] {b.count:>10} "
                        f"{_num(b.mean_confidence):>10} {_num(b.accuracy):>10} "
                        f"{'-' if gap is None else f'{gap:+.6f}':>9}\n")
+        if r.per_group is not None:
+            out.append(_groups_table(r.per_group))
     if "divergences" in results:
         r = results["divergences"]
         out.append(f"\ndivergences (reference p: --targets, q: the predictions; {r.units})\n")

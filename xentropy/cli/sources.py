@@ -10,7 +10,8 @@ the file:
   groups that overlap the range.
 * ``.csv``: a header line of column names, then one row per line (no blank lines, no
   quoted newlines); the byte offset of each chunk's first row is found once by a scan
-  for newlines, and ``np.loadtxt`` parses the range.
+  for newlines, and ``np.loadtxt`` parses the range (as floats; a groups column as
+  integers or strings).
 
 Columns of tabular files: one column (a number per row; or a list column, a row of C
 numbers), or several scalar columns ``p0,p1,p2`` stacked into an N×C matrix. A file
@@ -138,6 +139,9 @@ def read(path: str, columns: tuple[str, ...] | None, start: int, stop: int,
             return out
         if suffix == ".parquet":
             return np.asarray(_parquet_rows(path, columns, start, stop), dtype=dtype)
+        # Integers and strings (a groups column) are parsed as such, not through floats.
+        if dtype is not None and np.dtype(dtype).kind in "iuU":
+            return _csv_rows(path, columns, start, stop, offset, dtype)
         return np.asarray(_csv_rows(path, columns, start, stop, offset), dtype=dtype)
     except BadInput:
         raise
@@ -262,7 +266,7 @@ _LOADTXT_WHERE = re.compile(r"at row (\d+), column (\d+)")
 
 
 def _csv_rows(path: str, columns: tuple[str, ...] | None, start: int, stop: int,
-              offset: int) -> np.ndarray:
+              offset: int, parse: Any = np.float64) -> np.ndarray:
     names = _csv_header(path)
     chosen = _select(path, names, columns)
     usecols = [names.index(n) for n in chosen]
@@ -270,7 +274,7 @@ def _csv_rows(path: str, columns: tuple[str, ...] | None, start: int, stop: int,
         f.seek(offset)
         try:
             out = np.loadtxt(f, delimiter=",", usecols=usecols, max_rows=stop - start,
-                             dtype=np.float64, ndmin=2, comments=None)
+                             dtype=parse, ndmin=2, comments=None)
         except ValueError as error:
             found = _LOADTXT_WHERE.search(str(error))
             if found is None:

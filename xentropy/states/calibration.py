@@ -1228,6 +1228,8 @@ def _classwise_result(
     mce = _calibration_error(sums, "max")
     rmsce = _calibration_error(sums, "l2")
     level = None if o.bootstrap is None else o.bootstrap.confidence_level
+    # Every class's intervals in one call (elementwise: the same as one call per class).
+    intervals = _bin_intervals(hits, sums.count, level)
     out = []
     for k, entry in enumerate(entries):
         row = _BinSums(count=sums.count[k:k + 1], weight=sums.weight[k:k + 1],
@@ -1236,7 +1238,8 @@ def _classwise_result(
                        edges=sums.edges)
         out.append(dataclasses.replace(
             entry, mce=float(mce[k]), rmsce=float(rmsce[k]),
-            bins=reliability_bins(row, _bin_intervals(hits[k], sums.count[k], level)),
+            bins=reliability_bins(row, None if intervals is None else (
+                intervals[0][k], intervals[1][k])),
         ))
     return tuple(out)
 
