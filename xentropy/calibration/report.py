@@ -88,8 +88,8 @@ CALIBRATION_PARAMS: dict[str, Param] = {
         "choice", "top_label",
         '`"top_label"`: bins of the top-label confidence; `"classwise"` (Kull et al. 2019 '
         '"class-wise", Kumar et al. 2019 "marginal"): also every class\'s column p_k binned '
-        "against 1[y = k], with its bins, MCE and RMSCE under `per_class`, its NLL and "
-        "Brier score, and `classwise_ece` = (1/C) Σ_k ECE_k. N×C input only.",
+        "against 1[y = k], with its bins, MCE and RMSCE under `per_class`, and "
+        "`classwise_ece` = (1/C) Σ_k ECE_k. N×C input only.",
         choices=MODES,
     ),
     "estimators": Param(
@@ -368,7 +368,7 @@ def calibration_report(
       units: ``"nats"`` (default) or ``"bits"``, for the NLL values.
       epsilon: with probabilities, the NLL clips them to [ε, 1 − ε]; in (0, 0.5).
       mode: ``"top_label"`` (default) or ``"classwise"`` (N×C input): adds
-        ``classwise_ece`` and, per class, bins, MCE, RMSCE, NLL and Brier score.
+        ``classwise_ece`` and, per class, bins, MCE and RMSCE.
       estimators: any of ``"ece_debiased"``, ``"ece_sweep"``, ``"smooth_ece"``
         (:mod:`xentropy.calibration.estimators`), each once: adds ``estimates``.
       confidence_level: in (0, 1): adds ``intervals`` (bootstrap) and every bin's
