@@ -1023,3 +1023,19 @@ def test_a_fit_that_does_not_lower_the_nll_keeps_t_one(monkeypatch: pytest.Monke
     assert t is not None and t.temperature == 1.0
     assert t.nll_after == t.nll_before and t.ece_after == t.ece_before
     assert t.note is not None and "T = 1 is kept" in t.note
+
+
+def test_per_class_nll_at_the_edges_of_float64():
+    """Per-class means of huge NLLs under huge weights stay finite (shares of the class
+    weight, not w·nll), and a class mean beyond float64 in bits is a precise error."""
+    z = np.zeros((1, 12))
+    z[0, -1] = 1e300
+    r = calibration_report(logits=z, labels=[0], n_bins=1, sample_weights=[1e100])
+    assert r.per_class[0].nll == r.nll == 1e300
+    z = np.zeros((2, 3))
+    z[0, 2] = 1.5e308  # class 0's mean NLL 1.5e308 nats; the overall mean 0.75e308
+    assert math.isfinite(calibration_report(logits=z, labels=[0, 2]).per_class[0].nll)
+    with pytest.raises(InputError) as err:
+        calibration_report(logits=z, labels=[0, 2], units="bits")
+    assert (err.value.field, err.value.kind) == ("logits", "overflow")
+    assert "class 0" in err.value.message

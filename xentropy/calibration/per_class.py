@@ -76,8 +76,13 @@ def per_class_scores(
     weight = np.bincount(y, weights=w, minlength=n_classes)
     has = weight > 0
     safe = np.where(has, weight, 1.0)
-    nll_k = np.bincount(y, weights=w * losses, minlength=n_classes) / safe
-    brier_k = np.bincount(y, weights=w * scores, minlength=n_classes) / safe
+    # Each sample's share of its class's weight (<= 1): w_i * nll_i itself could overflow
+    # (w = 1e100, nll = 1e300), a mean of shares cannot, once put back under the largest
+    # value (the shares sum to 1 only up to rounding).
+    share = w / safe[y]
+    top = (losses.max(), scores.max()) if n_samples else (0.0, 0.0)
+    nll_k = np.minimum(np.bincount(y, weights=share * losses, minlength=n_classes), top[0])
+    brier_k = np.minimum(np.bincount(y, weights=share * scores, minlength=n_classes), top[1])
     return tuple(
         ClassScores(
             class_index=k,

@@ -681,6 +681,8 @@ def _per_class(
     frequency = np.clip(class_weight, 0.0, 1.0)
     scores = per_class_scores(model.nll, model.brier, y, n_classes=n_classes,
                               sample_weights=w)
+    nll = [None if s.nll is None else to_units(s.nll, units) for s in scores]
+    _check_class_nll(nll, units, "logits")
     entries = tuple(
         ClassCalibration(
             class_index=k,
@@ -689,7 +691,7 @@ def _per_class(
             mean_probability=float(mean_probability[k]),
             recall=float(recall[k]) if has[k] else None,
             ece=float(ece_k),
-            nll=None if score.nll is None else to_units(score.nll, units),
+            nll=nll[k],
             brier=score.brier,
         )
         for k, (ece_k, score) in enumerate(zip(
@@ -703,6 +705,15 @@ def _per_class(
         dataclasses.replace(entry, mce=bins.mce, rmsce=bins.rmsce, bins=bins.bins)
         for entry, bins in zip(entries, classwise.per_class, strict=True)
     )
+
+
+def _check_class_nll(nll: list[float | None], units: str, field: str) -> None:
+    """A class's mean NLL can exceed the overall mean: near the float64 maximum in nats it
+    is beyond it in bits (only logits get there: probabilities are clipped to ε)."""
+    bad = [k for k, v in enumerate(nll) if v is not None and not math.isfinite(v)]
+    if bad:
+        raise InputError(field, f"the mean NLL of class {bad[0]} overflows float64 in "
+                         f"{units}", kind="overflow")
 
 
 # --------------------------------------------------------------------------- the extras

@@ -126,6 +126,7 @@ from xentropy.calibration.report import (
     ClassCalibration,
     Estimates,
     Intervals,
+    _check_class_nll,
 )
 from xentropy.states._base import (
     TOLERANCE,
@@ -1188,6 +1189,7 @@ def _per_class_result(
         safe = np.where(has, class_weight, 1.0)
         nll = [float(v) if h else None for v, h in zip(
             to_units(p.nll[:, 0] / safe, o.units), has, strict=True)]
+        _check_class_nll(nll, o.units, "states")
         brier = [float(v) if h else None for v, h in zip(
             np.clip(p.brier[:, 0] / safe, 0.0, 2.0), has, strict=True)]
     result = tuple(
