@@ -8,6 +8,7 @@ layer turns it into a 422 whose ``loc`` is ``["body", field, *position]``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,15 @@ class InputError(Exception):
     def __str__(self) -> str:
         where = "".join(f"[{i}]" for i in self.position)
         return f"{self.field}{where}: {self.message}"
+
+    def moved(self, rows: int) -> InputError:
+        """This error with its row (the first position, when it is one) ``rows`` further:
+        the error of a block of rows, counted from the first row of the whole array."""
+        if not rows or not self.position or not isinstance(self.position[0], int):
+            return self
+        moved = copy.copy(self)  # through __reduce__: every attribute
+        moved.position = (self.position[0] + rows, *self.position[1:])
+        return moved
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Picklable with every attribute (the default rebuilds from args = (message,)):

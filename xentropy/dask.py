@@ -228,18 +228,6 @@ def _partitions(data: dict[str, Any]) -> tuple[list[str], list[int], list[list[A
             [[column[i] for column in blocks] for i in keep])
 
 
-def _shifted(error: InputError, names: Sequence[str], offset: int) -> InputError:
-    """The error of a partition with its row position counted from the whole array's."""
-    if (offset == 0 or error.field not in names or not error.position
-            or not isinstance(error.position[0], int)):
-        return error
-    shifted = InputError.__new__(type(error))
-    Exception.__init__(shifted, error.message)
-    shifted.__dict__.update(error.__dict__)
-    shifted.position = (int(error.position[0]) + offset, *error.position[1:])
-    return shifted
-
-
 def _block_state(function: Callable[..., Any], names: Sequence[str], offset: int,
                  options: dict[str, Any], *blocks: Any) -> State:
     """The state of ``function`` on one partition (its blocks, by name)."""
@@ -259,7 +247,7 @@ def _block_state(function: Callable[..., Any], names: Sequence[str], offset: int
         return dataclasses.replace(
             state, options=dataclasses.replace(state.options, reduction=reduction))
     except InputError as error:
-        raise _shifted(error, names, offset) from None
+        raise (error.moved(offset) if error.field in names else error) from None
 
 
 def _states(function: Callable[..., Any], data: dict[str, Any], options: dict[str, Any]
@@ -534,7 +522,7 @@ def _temperature_summary(names: Sequence[str], offset: int, *blocks: Any
     try:
         z, _, w = _temperature_block(names, blocks)
     except InputError as error:
-        raise _shifted(error, names, offset) from None
+        raise (error.moved(offset) if error.field in names else error) from None
     live = w > 0
     varies = bool((z[live].max(axis=1) > z[live].min(axis=1)).any()) if live.any() else False
     return _compensated.total(w), varies, float(np.abs(z).max()) if z.size else 0.0

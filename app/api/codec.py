@@ -539,19 +539,19 @@ def _strict_block(text: bytes, field: str, spec: ArraySpec, shift: int,
                 raise
             wire = _whole_numbers(_decoder(spec, lenient=True).decode(text), field, spec, shift)
     except msgspec.ValidationError as exc:
-        raise _shifted(_wire_error(exc, field, spec), shift) from None
+        raise _wire_error(exc, field, spec).moved(shift) from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise _token_error(text, field, spec, shift) from None
     try:
         return _from_lists(wire, field, spec, width=width)
     except InputError as exc:
-        raise _shifted(exc, shift) from None
+        raise exc.moved(shift) from None
 
 
 def _ragged_block(text: bytes, field: str, spec: ArraySpec, shift: int, width: int | None
                   ) -> InputError:
     wire = _decoder(spec, lenient=True).decode(text)
-    return _shifted(_ragged_error(wire, field, width), shift)
+    return _ragged_error(wire, field, width).moved(shift)
 
 
 #: Tokens outside JSON that Python's json module (and JavaScript) writes for floats.
@@ -583,7 +583,7 @@ def _token_error(text: bytes, field: str, spec: ArraySpec, shift: int) -> InputE
         try:
             _decoder(spec).decode(closed)
         except msgspec.ValidationError as exc:
-            return _shifted(_wire_error(exc, field, spec), shift)
+            return _wire_error(exc, field, spec).moved(shift)
         except (msgspec.DecodeError, RecursionError):
             pass
         return InputError(field, "expected valid JSON", kind="json_invalid")
@@ -598,14 +598,7 @@ def _token_error(text: bytes, field: str, spec: ArraySpec, shift: int) -> InputE
         field, f"expected a finite number, got {float(match.group())} (a literal that is not JSON)",
         position, "not_finite",
     )
-    return _shifted(error, shift)
-
-
-def _shifted(error: InputError, rows: int) -> InputError:
-    """An error found in a block of rows, re-based to the position in the whole array."""
-    if rows and error.position and isinstance(error.position[0], int):
-        error.position = (error.position[0] + rows, *error.position[1:])
-    return error
+    return error.moved(shift)
 
 
 def _whole_numbers(wire: Any, field: str, spec: ArraySpec, shift: int) -> Any:
