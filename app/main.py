@@ -24,6 +24,7 @@ from app.api.auth import AUTH_RESPONSES, require_api_key
 from app.api.body import current_settings
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
+from app.api.lane import ComputeLane
 from app.api.middleware import ObservabilityMiddleware, abandoned_requests, requests_in_flight
 from app.api.openapi import build_openapi
 from app.api.routes import calibration, divergences, losses, metrics, service, states
@@ -108,8 +109,10 @@ async def exit_if_requests_are_stuck(answer_wait: float = 0.5) -> None:
     os._exit(0)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application. ``settings`` overrides the environment (tests use it)."""
+def create_app(settings: Settings | None = None, *, compute_lane: bool = True) -> FastAPI:
+    """Build the application. ``settings`` overrides the environment (tests use it);
+    ``compute_lane=False`` routes every request through FastAPI's dependency solving
+    (the tests and benchmarks compare the two paths)."""
     config = settings or get_settings()
 
     @asynccontextmanager
@@ -152,6 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     install_error_handlers(app)
     install_docs(app)
+    if compute_lane:
+        app.add_middleware(ComputeLane, fastapi_app=app)  # inside the observability layer
     app.add_middleware(ObservabilityMiddleware, access_log=config.access_log)
 
     def openapi() -> dict[str, Any]:

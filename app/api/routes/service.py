@@ -98,7 +98,7 @@ class Info(BaseModel):
 
 
 @router.get("/", include_in_schema=False)
-def index(request: Request) -> dict[str, Any]:
+async def index(request: Request) -> dict[str, Any]:
     """Where to start: a newcomer's ``curl localhost:8000`` gets links, not a bare 404."""
     root = request.scope.get("root_path", "")
     return {
@@ -113,7 +113,7 @@ def index(request: Request) -> dict[str, Any]:
 
 
 @router.get("/healthz", tags=["service"], response_model=Health, summary="Liveness")
-def healthz() -> dict[str, Any]:
+async def healthz() -> dict[str, Any]:
     """200 while the process is up."""
     return {"status": "ok"}
 
@@ -125,7 +125,7 @@ def healthz() -> dict[str, Any]:
     summary="Readiness",
     responses={503: {"model": Health, "description": "Not ready (starting or draining)."}},
 )
-def readyz(request: Request) -> Any:
+async def readyz(request: Request) -> Any:
     """200 when the process can serve requests; 503 while starting, and from SIGTERM on
     while it drains (``"draining"``)."""
     state = request.app.state
@@ -137,7 +137,7 @@ def readyz(request: Request) -> Any:
 
 
 @v1_router.get("/info", tags=["service"], response_model=Info, summary="Service information")
-def info(settings: SettingsDep) -> dict[str, Any]:
+async def info(settings: SettingsDep) -> dict[str, Any]:
     """Version, request limits and library versions."""
     return {
         "version": __version__,
