@@ -27,6 +27,7 @@ import codecs
 import json
 import math
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -64,12 +65,15 @@ def quoted(value: Any) -> str:
 class Span:
     """One JSON value of a request body, not parsed yet: ``buf[start:stop]`` (no copy)."""
 
-    __slots__ = ("buf", "start", "stop")
+    __slots__ = ("buf", "parsed", "start", "stop")
 
-    def __init__(self, buf: bytes | bytearray, start: int, stop: int) -> None:
+    def __init__(self, buf: bytes | bytearray, start: int, stop: int,
+                 parsed: np.ndarray | None = None) -> None:
         self.buf = buf
         self.start = start
         self.stop = stop
+        #: The float64 matrix of this JSON text, when ``split_body`` parsed it already.
+        self.parsed = parsed
 
     @classmethod
     def of(cls, value: bytes | bytearray | msgspec.Raw) -> Span:
@@ -295,6 +299,10 @@ def decode_array(value: Any, *, field: str, spec: ArraySpec) -> np.ndarray:
     """
     if isinstance(value, np.ndarray):
         arr = value
+    elif isinstance(value, Span) and value.parsed is not None and spec.kind == "float" \
+            and 2 in spec.ndim:
+        arr = value.parsed  # split_body's parse: _matrix of this text, as below
+        _charge(arr.size)
     else:
         span = Span.of(value) if isinstance(value, msgspec.Raw) else value
         fast = _nested_lists(span, field, spec) if isinstance(span, Span) else None
@@ -348,6 +356,20 @@ def _parse_wire(value: Any, spec: ArraySpec, *, lenient: bool) -> Any:
 BLOCK_BYTES = 1 << 20
 _BUFFER_TYPE = {"float": ("d", np.float64), "int": ("i", np.int64), "mask": ("i", np.float64)}
 _SEPARATOR = re.compile(rb"[ \t\n\r]*,[ \t\n\r]*")
+#: Texts up to this size are parsed by their thread's own parser: a new one allocates its
+#: buffers at its first parse (26 µs, as long as parsing 256×10 numbers), and a thread's
+#: parser keeps the buffers of the largest text it parsed, so large ones get a new one.
+_OWN_PARSER_BYTES = 1 << 16
+_THREAD = threading.local()
+
+
+def _parser(n_bytes: int) -> Any:
+    if n_bytes > _OWN_PARSER_BYTES:
+        return simdjson.Parser()
+    parser = getattr(_THREAD, "parser", None)
+    if parser is None:
+        parser = _THREAD.parser = simdjson.Parser()
+    return parser
 
 
 def _nested_lists(span: Span, field: str, spec: ArraySpec) -> np.ndarray | None:
@@ -406,7 +428,7 @@ def _vector(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
         _charge(n)
     of_type, dtype = _BUFFER_TYPE[spec.kind]
     out = np.empty(n, dtype=dtype)
-    parser = simdjson.Parser()
+    parser = _parser(hi - lo)
     done = 0
     p = lo
     while p < hi:
@@ -432,7 +454,7 @@ def _matrix(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
     plain = buf.find(b'"', lo, hi) < 0 and buf.find(b"{", lo, hi) < 0
     n_rows = count_byte(buf, b"[", lo, hi)  # exact when plain (no strings, objects or deeper lists)
     of_type, dtype = _BUFFER_TYPE[spec.kind]
-    parser = simdjson.Parser()
+    parser = _parser(hi - lo)
     out: np.ndarray | None = None
     done = 0
     p = lo
@@ -463,9 +485,18 @@ def _matrix(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
             raise InputError(field, "expected a matrix of numbers", kind="type_error")
         out[done : done + block.shape[0]] = block
         done += block.shape[0]
+        if _WS.match(buf, q, hi).end() >= hi:  # type: ignore[union-attr]
+            break
+        # Between blocks: one comma, then a row (split_body parses text no decoder has
+        # checked yet: see _split_around_matrix).
         m = _SEPARATOR.match(buf, q, hi)
-        p = m.end() if m else hi
+        if m is None or m.end() >= hi:
+            raise InputError(field, "expected a matrix of numbers", position=(done,),
+                             kind="type_error")
+        p = m.end()
     assert out is not None
+    if plain and done != out.shape[0]:
+        raise InputError(field, "expected a matrix of numbers", kind="type_error")
     if not plain:
         _charge(done * out.shape[1])
     return out[:done]
@@ -816,18 +847,16 @@ def split_body(body: bytes | bytearray) -> dict[str, Span]:
     with those tokens masked, so that the field holding one is reported with the exact
     position of the token.
 
-    A body larger than ``SPLIT_IN_PIECES`` whose bulk is one array is split without one
-    msgspec call over all of it (``_split_in_pieces``): the same fields, but the GIL can
-    change hands between pieces.
+    A body whose bulk is one matrix of numbers has that matrix parsed here, straight into
+    float64 (``_split_around_matrix``; the field's Span keeps it for ``decode_array``):
+    the same fields, and its text is scanned once instead of twice (by msgspec to split,
+    by simdjson to parse).
 
     Raises:
       InputError: field "" (loc ["body", ...]) for anything that is not a JSON object.
     """
-    if len(body) > SPLIT_IN_PIECES:
-        fields = _split_in_pieces(body)
-        if fields is not None:
-            return fields
-    return _split_whole(body)
+    fields = _split_around_matrix(body)
+    return fields if fields is not None else _split_whole(body)
 
 
 def _split_whole(body: bytes | bytearray) -> dict[str, Span]:
@@ -846,66 +875,61 @@ def _split_whole(body: bytes | bytearray) -> dict[str, Span]:
     return _spans(body, body, fields, keys_from_body=False)
 
 
-#: Bodies above this many bytes are split in pieces when their bulk is one array.
-SPLIT_IN_PIECES = 1 << 21
-_RAW = msgspec.json.Decoder(msgspec.Raw)
+_MATRIX = ArraySpec("float", (2,))
+_MATRIX_START = re.compile(rb"\[[ \t\n\r]*\[")
+_NOT_IN_NUMBERS = (b'"', b"{", b"N", b"I", b"n", b"t", b"f")
 
 
-def _split_in_pieces(body: bytes | bytearray) -> dict[str, Span] | None:
-    """``_split_whole(body)``'s fields, found without one msgspec call over the whole body
-    (one C call that holds the GIL throughout: 25-35 ms for 20 MB, the event loop and
-    /healthz waiting), or None, and ``_split_whole`` answers (and words any error).
+def _split_around_matrix(body: bytes | bytearray) -> dict[str, Span] | None:
+    """``_split_whole(body)``'s fields when the bulk of the body is one matrix of numbers,
+    that matrix parsed into float64 (the field's ``Span.parsed``); otherwise None, and
+    ``_split_whole`` answers (and words any error).
 
-    The body's first array, ``body[lo : hi + 1]``, is cut out; the rest, with ``[]`` in
-    its place, is split whole (a few bytes of options), and the array's text is checked
-    by the same msgspec skip in pieces of about BLOCK_BYTES cut after a "]", each wrapped
-    in brackets, the separators between pieces checked here. JSON is context-free: the
-    body is valid, with these fields, exactly when the rest is valid with "[]" as one
-    field's whole value and every piece is a non-empty list of valid values. The extra
-    brackets make a piece nest deeper than it does in the body, so a nesting too deep
-    is never missed. Anything else (an invalid piece, NaN in the array, an array that is
-    not a field's value) returns None."""
-    lo = body.find(b"[")
-    if lo < 0:
+    The body's first "[[" to its last "]]", ``body[lo : hi + 1]``, is cut out; the rest, with ``[]`` in
+    its place, is split whole (a few bytes of options), and the matrix is parsed by
+    ``_matrix`` block by block, which checks every block's JSON (simdjson), the commas
+    between blocks and the shape. JSON is context-free: the body is valid, with these
+    fields, exactly when the rest is valid with "[]" as one field's whole value and the
+    cut text is a valid JSON array. Anything else (a matrix with anything but numbers in
+    it, NaN, ragged rows, a cut that is not a field's value) returns None, at the cost of
+    one more scan for a body that is refused or decoded by the general path anyway."""
+    found = _MATRIX_START.search(body)
+    if found is None:
         return None
-    first = _WS.match(body, lo + 1).end()  # type: ignore[union-attr]
-    matrix = body[first : first + 1] == b"["
+    lo = found.start()
     # A matrix ends at the last "]]" when it is the only one (find() of two bytes is a
     # slow scan, rfind() stops at once); any other "]]" fails the checks below.
-    hi = body.rfind(b"]]", lo) + 1 if matrix else body.find(b"]", lo)
+    hi = body.rfind(b"]]", lo) + 1
     if hi <= lo or 2 * (hi - lo) < len(body):
-        return None  # not a body whose bulk is one array
+        return None  # not a body whose bulk is one matrix
     view = memoryview(body)
     try:
         fields = _split_whole(b"".join((view[:lo], b"[]", view[hi + 1 :])))
     except InputError:
         return None
-    p = lo + 1
-    while True:
-        q = -1 if hi - p <= BLOCK_BYTES else body.find(b"]", p + BLOCK_BYTES, hi)
-        q = hi if q < 0 else q + 1  # just after a "]", or the array's end
-        try:
-            _RAW.decode(b"".join((b"[[[", view[p:q], b"]]]")))
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError,
-                UnicodeDecodeError):
-            return None
-        if q >= hi:
-            break
-        separator = _SEPARATOR.match(body, q, hi)
-        if separator is None or separator.end() >= hi:
-            return None  # "]" not followed by a comma, or a trailing comma
-        p = separator.end()
+    key = next((k for k, span in fields.items() if (span.start, span.stop) == (lo, lo + 2)),
+               None)
+    if key is None:
+        return None
+    # Bytes no number has: strings, objects, NaN, Infinity (and null, true, false) are
+    # refused by the whole split and the decoder, whose cost is then not paid twice.
+    if any(body.find(byte, lo, hi) >= 0 for byte in _NOT_IN_NUMBERS):
+        return None
+    try:
+        matrix = _nested_lists(Span(body, lo, hi + 1), key, _MATRIX)
+    except InputError:
+        return None
+    if matrix is None or matrix.ndim != 2:
+        return None
     shift = hi + 1 - lo - 2
     spans: dict[str, Span] = {}
-    found = False
-    for key, span in fields.items():
-        if (span.start, span.stop) == (lo, lo + 2):
-            spans[key] = Span(body, lo, hi + 1)
-            found = True
+    for name, span in fields.items():
+        if name == key:
+            spans[name] = Span(body, lo, hi + 1, matrix)
         else:
             moved = 0 if span.start < lo else shift
-            spans[key] = Span(body, span.start + moved, span.stop + moved)
-    return spans if found else None
+            spans[name] = Span(body, span.start + moved, span.stop + moved)
+    return spans
 
 
 def _split_malformed(body: bytes | bytearray, exc: Exception) -> dict[str, Span]:

@@ -373,9 +373,16 @@ def test_count_byte_counts_as_bytes_count(lo, hi):
 
 def _split_outcome(split, body: bytes):
     try:
-        return {key: (span.start, span.stop) for key, span in split(bytearray(body)).items()}
+        fields = split(bytearray(body))
     except InputError as exc:
         return (exc.field, exc.message, exc.kind, exc.position)
+    for key, span in fields.items():
+        if span.parsed is not None:  # the matrix the decoder would have parsed, bit for bit
+            again = codec.decode_array(Span(span.buf, span.start, span.stop), field=key,
+                                       spec=codec.ArraySpec("float", (2,)))
+            assert span.parsed.shape == again.shape
+            assert span.parsed.tobytes() == again.tobytes()
+    return {key: (span.start, span.stop) for key, span in fields.items()}
 
 
 _SPLIT_BODY = st.fixed_dictionaries(
@@ -395,7 +402,7 @@ _MUTATION_BYTES = b'[],{}":0 1-.eNaI\\\xff\n'
        cut=st.integers(0, 10_000), mutation=st.sampled_from(
            ["none", "insert", "replace", "delete", "duplicate-key", "bom"]),
        byte=st.integers(0, len(_MUTATION_BYTES) - 1))
-def test_splitting_in_pieces_gives_the_whole_splits_fields_and_errors(
+def test_splitting_around_the_matrix_gives_the_whole_splits_fields_and_errors(
         value, indent, block, cut, mutation, byte):
     """The same fields (offsets) or the same error, for valid and broken bodies alike."""
     body = json.dumps(value, indent=indent).encode()
@@ -411,24 +418,59 @@ def test_splitting_in_pieces_gives_the_whole_splits_fields_and_errors(
         body = body[:-1] + b', "logits": [[1]]}'
     elif mutation == "bom":
         body = b"\xef\xbb\xbf" + body
-    original = codec.BLOCK_BYTES, codec.SPLIT_IN_PIECES
-    codec.BLOCK_BYTES, codec.SPLIT_IN_PIECES = block, 0
+    original = codec.BLOCK_BYTES
+    codec.BLOCK_BYTES = block
     try:
         assert _split_outcome(codec.split_body, body) == _split_outcome(codec._split_whole, body)
     finally:
-        codec.BLOCK_BYTES, codec.SPLIT_IN_PIECES = original
+        codec.BLOCK_BYTES = original
 
 
-def test_a_large_body_is_split_in_pieces(monkeypatch):
-    """The path above is the one a 1000×1000 request takes (not the whole split)."""
-    monkeypatch.setattr(codec, "BLOCK_BYTES", 4096)
+@pytest.mark.parametrize("block", [4096, 1 << 20])
+def test_a_body_whose_bulk_is_a_matrix_has_it_parsed_by_the_split(monkeypatch, block):
+    """The path above is the one a logits-and-labels request takes, in one block or in
+    many, and the decoder uses its matrix instead of parsing the text again."""
+    monkeypatch.setattr(codec, "BLOCK_BYTES", block)
     rng = np.random.default_rng(0)
-    body = bytearray(orjson.dumps({"logits": rng.normal(size=(300, 20)).tolist(),
-                                   "labels": [1, 2], "reduction": "sum"}))
-    assert len(body) > 20 * 4096
-    pieces = codec._split_in_pieces(body)
-    assert pieces is not None
+    logits = rng.normal(size=(300, 20))
+    body = bytearray(orjson.dumps({"logits": logits.tolist(), "labels": [1, 2],
+                                   "reduction": "sum"}))
+    fields = codec._split_around_matrix(body)
+    assert fields is not None
     whole = codec._split_whole(body)
-    assert {k: (v.start, v.stop) for k, v in pieces.items()} == \
+    assert {k: (v.start, v.stop) for k, v in fields.items()} == \
         {k: (v.start, v.stop) for k, v in whole.items()}
-    assert all(span.buf is body for span in pieces.values())
+    assert all(span.buf is body for span in fields.values())
+    parsed = fields["logits"].parsed
+    assert parsed is not None and parsed.tobytes() == logits.tobytes()
+    assert fields["labels"].parsed is None
+    decoded = codec.decode_array(fields["logits"], field="logits",
+                                 spec=codec.ArraySpec("float", (2,)))
+    assert np.shares_memory(decoded, parsed)
+
+
+_ROWS = b"[1, 2], " * 9 + b"[3, 4]"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"logits": [' + _ROWS + b'] , "labels": [0, 1]}',
+    b'{"labels": [0, 1], "logits": [' + _ROWS + b']}',
+    b'{"logits": [' + _ROWS.replace(b", [", b",\n [") + b'], "labels": [1]}',
+])
+def test_the_matrix_is_parsed_wherever_it_stands(body):
+    fields = codec.split_body(bytearray(body))
+    assert fields["logits"].parsed.tolist() == [[1.0, 2.0]] * 9 + [[3.0, 4.0]]
+
+
+@pytest.mark.parametrize("body", [
+    b'{"logits": [' + _ROWS + b', [3, "4"]]}',       # a string: the general path words it
+    b'{"logits": [' + _ROWS + b', [3]]}',            # ragged
+    b'{"logits": [' + _ROWS + b', [3, NaN]]}',       # not JSON
+    b'{"logits": [' + _ROWS + b',]}',                # a trailing comma
+    b'{"logits": [' + _ROWS + b'], "p": [' + _ROWS + b']}',  # two matrices: no bulk
+    b'{"name": "[[", "logits": [' + _ROWS + b']}',   # a "[" in a string comes first
+    b'{"logits": [' + _ROWS + b' ]}',                # no "]]" (pretty-printed): not found
+])
+def test_anything_but_one_matrix_of_numbers_goes_to_the_whole_split(body):
+    assert codec._split_around_matrix(bytearray(body)) is None
+    assert _split_outcome(codec.split_body, body) == _split_outcome(codec._split_whole, body)
