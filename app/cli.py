@@ -62,12 +62,24 @@ class BackgroundStreamHandler(logging.StreamHandler):
             self.emit(record)
         return rv
 
+    def writes_lines_as_is(self) -> bool:
+        """Whether an INFO record's line would be written exactly as its message (no
+        filter, the message-only format): then ``write_line`` may take the line itself,
+        without a LogRecord (app.api.middleware does, a few µs per request)."""
+        formatter = self.formatter
+        return (not self.filters and self.level <= logging.INFO and formatter is not None
+                and type(formatter) is logging.Formatter and formatter._fmt == "%(message)s")
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
         except Exception:
             self.handleError(record)
             return
+        self.write_line(line)
+
+    def write_line(self, line: str) -> None:
+        """Queue one line for the writer thread."""
         self._lines.append(line)
         if len(self._lines) >= self.max_queued:
             self.flush()

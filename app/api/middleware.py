@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -303,7 +304,24 @@ class ObservabilityMiddleware:
             line = orjson.dumps(record).decode()
         except TypeError:  # pragma: no cover - a lone surrogate in the path
             line = json.dumps(record, separators=(",", ":"))
-        access_logger.info(line)
+        write = _line_writer()
+        if write is not None:
+            write(line)
+        else:
+            access_logger.info(line)
+
+
+def _line_writer() -> Callable[[str], None] | None:
+    """The access log's one handler's ``write_line`` when it would write the message as
+    it is (``app.cli.BackgroundStreamHandler`` as ``xentropy serve`` configures it): the
+    line goes to its queue without a LogRecord. Otherwise (tests capturing records,
+    another configuration) the logging module takes the record."""
+    handlers = access_logger.handlers
+    if access_logger.propagate or access_logger.filters or len(handlers) != 1:
+        return None
+    handler = handlers[0]
+    as_is = getattr(handler, "writes_lines_as_is", None)
+    return handler.write_line if as_is is not None and as_is() else None  # type: ignore[attr-defined]
 
 
 _second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
