@@ -885,8 +885,8 @@ def _split_around_matrix(body: bytes | bytearray) -> dict[str, Span] | None:
     that matrix parsed into float64 (the field's ``Span.parsed``); otherwise None, and
     ``_split_whole`` answers (and words any error).
 
-    The body's first "[[" to its last "]]", ``body[lo : hi + 1]``, is cut out; the rest, with ``[]`` in
-    its place, is split whole (a few bytes of options), and the matrix is parsed by
+    The body's first "[[" to its last "]]", ``body[lo : hi + 1]``, is cut out; the rest,
+    with ``[]`` in its place, is split whole (a few bytes of options), and the matrix is parsed by
     ``_matrix`` block by block, which checks every block's JSON (simdjson), the commas
     between blocks and the shape. JSON is context-free: the body is valid, with these
     fields, exactly when the rest is valid with "[]" as one field's whole value and the

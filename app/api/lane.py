@@ -51,15 +51,16 @@ def served_by_lane(route: RouteContext) -> bool:
         return False
     dependant = route.dependant
     params = {sub.name: sub.call for sub in dependant.dependencies if sub.name}
+    endpoint, path = route.endpoint, route.path
     return (
         route.methods == {"POST"}
-        and "{" not in route.path
+        and path is not None and "{" not in path and endpoint is not None
         and params == {"body": read_json_body, "settings": current_settings}
         and any(sub.call is require_api_key for sub in dependant.dependencies)
         and set(_calls(dependant)) == LANE_DEPENDENCIES
         and not (dependant.path_params or dependant.query_params or dependant.header_params
                  or dependant.cookie_params or dependant.body_params)
-        and inspect.signature(route.endpoint).return_annotation in (Response, "Response")
+        and inspect.signature(endpoint).return_annotation in (Response, "Response")
     )
 
 
@@ -75,7 +76,7 @@ class ComputeLane:
     def _build(self) -> dict[str, RouteContext]:
         """The routes and handlers, on the first request (routers are included by then)."""
         routes = {
-            route.path: route for route in iter_route_contexts(self.fastapi_app.routes)
+            str(route.path): route for route in iter_route_contexts(self.fastapi_app.routes)
             if served_by_lane(route)
         }
         # What Starlette gives its ExceptionMiddleware: every handler but the 500 one,
@@ -110,10 +111,9 @@ class ComputeLane:
             handler = self._handler(exc)
             if handler is None:
                 raise
-            if inspect.iscoroutinefunction(handler):
-                response = await handler(request, exc)  # type: ignore[misc]
-            else:
-                response = await run_in_threadpool(handler, request, exc)
+            answer: Any = (handler(request, exc) if inspect.iscoroutinefunction(handler)
+                           else run_in_threadpool(handler, request, exc))
+            response = await answer
         await response(scope, receive, send)
 
     async def _answer(self, route: RouteContext, request: Request) -> Response:
@@ -124,7 +124,7 @@ class ComputeLane:
             settings, await bearer_scheme(request), await api_key_scheme(request)
         )
         body = await read_json_body(request, settings)
-        endpoint = route.endpoint
+        endpoint: Callable[..., Any] = route.route.endpoint  # type: ignore[attr-defined]
         if inspect.iscoroutinefunction(endpoint):
             response = await endpoint(body=body, settings=settings)
         else:
