@@ -111,8 +111,6 @@ def _group_quotes(model: type[BaseModel], body: bytes | bytearray) -> int:
     """The quotes of a valid ``groups`` array of strings, which the string limit (meant
     to bound the keys of a body) does not count. Looked for only when the limit is
     exceeded; the array found is one JSON array of strings, so it holds no keys."""
-    if body.count(b'"') <= 2 * _MAX_STRINGS:
-        return 0
     total = 0
     for name in _group_fields(model):
         found = re.search(rb'"' + re.escape(name.encode()) + rb'"[ \t\n\r]*:[ \t\n\r]*\[',
@@ -128,7 +126,7 @@ def _group_quotes(model: type[BaseModel], body: bytes | bytearray) -> int:
         except msgspec.ValidationError:
             continue
         if end is not None:
-            total += body.count(b'"', start, start + end)
+            total += count_byte(body, b'"', start, start + end)
     return total
 
 
@@ -182,7 +180,8 @@ def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -
         raise BodyError(
             413, f"the arrays hold more than {settings.max_elements} elements (the limit)"
         )
-    if count_byte(body, b'"') - _group_quotes(model, body) > 2 * _MAX_STRINGS:
+    quotes = count_byte(body, b'"')
+    if quotes > 2 * _MAX_STRINGS and quotes - _group_quotes(model, body) > 2 * _MAX_STRINGS:
         raise InputError(
             "", f"expected the fields of this endpoint, got more than {_MAX_STRINGS} keys or "
             "strings", kind="extra_forbidden",

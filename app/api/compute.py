@@ -14,6 +14,8 @@ from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
+from app.api.codec import count_byte
+
 T = TypeVar("T")
 
 #: Bodies with at most this many commas (an array of N numbers has N - 1) are computed
@@ -26,6 +28,6 @@ INLINE_MAX_BYTES = 64 * 1024
 
 async def run_sized(body: bytes | bytearray, work: Callable[[], T]) -> T:
     """``work()`` inline for a small body, in the thread pool otherwise."""
-    if len(body) <= INLINE_MAX_BYTES and body.count(b",") <= INLINE_MAX_COMMAS:
+    if len(body) <= INLINE_MAX_BYTES and count_byte(body, b",") <= INLINE_MAX_COMMAS:
         return work()
     return await run_in_threadpool(work)
