@@ -5,6 +5,7 @@ bodies are located without parsing them into Python objects."""
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 
 import msgspec
@@ -288,6 +289,31 @@ def test_base64_beyond_its_padding_is_refused(data):
     assert (info.value.kind, info.value.position) == ("base64", ("data",))
 
 
+def _decoded_or_refused(decode, text: bytes):
+    try:
+        return decode(text)
+    except (binascii.Error, ValueError):
+        return "refused"
+
+
+@settings(max_examples=2000, deadline=None, database=None)
+@given(st.binary(max_size=40), st.text(alphabet="AB+/=\n -_*\x00é", max_size=24))
+def test_the_simd_base64_decoder_refuses_what_binascii_strict_mode_refuses(raw, text):
+    """The oracle for pybase64 (the service's decoder) is the standard library's strict
+    decoder, on valid base64 and on strings of its alphabet, padding and junk."""
+    for candidate in (base64.b64encode(raw), text.encode(), base64.b64encode(raw) + b"=",
+                      base64.b64encode(raw)[:-1]):
+        assert _decoded_or_refused(lambda t: codec._strict_base64(memoryview(t)), candidate) \
+            == _decoded_or_refused(_binascii_strict, candidate)
+
+
+def _binascii_strict(text: bytes) -> bytes:
+    n = len(text)
+    if n % 4 or b"=" in text[max(0, n - 8) : max(0, n - 2)]:  # codec's own padding rule
+        raise ValueError("padding")
+    return binascii.a2b_base64(text, strict_mode=True)
+
+
 def test_base64_with_json_escapes_is_decoded():
     values = np.frombuffer(bytes([0xFF, 0xEF] * 12), "<f8").copy()  # -3.1e231: "/+//7//v"
     text = encoded(values, "float64")
@@ -456,6 +482,7 @@ _ROWS = b"[1, 2], " * 9 + b"[3, 4]"
     b'{"logits": [' + _ROWS + b'] , "labels": [0, 1]}',
     b'{"labels": [0, 1], "logits": [' + _ROWS + b']}',
     b'{"logits": [' + _ROWS.replace(b", [", b",\n [") + b'], "labels": [1]}',
+    b'{"labels": [0], "weights": [1], "logits": [ ' + _ROWS + b']}',
 ])
 def test_the_matrix_is_parsed_wherever_it_stands(body):
     fields = codec.split_body(bytearray(body))
