@@ -1122,7 +1122,8 @@ def encode_array(arr: np.ndarray, encoding: str) -> Any:
         return {
             "dtype": "float64",
             "shape": list(arr.shape),
-            "data": pybase64.b64encode(arr.astype("<f8", copy=False)).decode("ascii"),
+            "data": pybase64.b64encode(memoryview(arr.astype("<f8", copy=False))).decode(
+                "ascii"),
         }
     return arr
 
