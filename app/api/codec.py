@@ -1122,8 +1122,7 @@ def encode_array(arr: np.ndarray, encoding: str) -> Any:
         return {
             "dtype": "float64",
             "shape": list(arr.shape),
-            "data": pybase64.b64encode(memoryview(arr.astype("<f8", copy=False))).decode(
-                "ascii"),
+            "data": pybase64.b64encode(arr.astype("<f8", copy=False).data).decode("ascii"),
         }
     return arr
 
