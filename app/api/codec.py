@@ -877,7 +877,7 @@ def _split_whole(body: bytes | bytearray) -> dict[str, Span]:
 
 
 _MATRIX = ArraySpec("float", (2,))
-_NOT_IN_NUMBERS = (b'"', b"{", b"N", b"I", b"n", b"t", b"f")
+_NOT_IN_NUMBERS = (b'"', b"N", b"I")
 
 
 def _first_matrix(body: bytes | bytearray, tries: int = 8) -> int:
@@ -926,8 +926,9 @@ def _split_around_matrix(body: bytes | bytearray) -> dict[str, Span] | None:
                None)
     if key is None:
         return None
-    # Bytes no number has: strings, objects, NaN, Infinity (and null, true, false) are
-    # refused by the whole split and the decoder, whose cost is then not paid twice.
+    # Bytes of what a valid matrix does not hold and malformed bodies do (strings, NaN,
+    # Infinity): those are refused by the whole split and the decoder, whose cost is then
+    # not paid twice. One memchr each (about 1.5 ms for 20 MB, the GIL held).
     if any(body.find(byte, lo, hi) >= 0 for byte in _NOT_IN_NUMBERS):
         return None
     try:
