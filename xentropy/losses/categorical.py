@@ -209,10 +209,11 @@ def _categorical(
     s = sample_weight_vector(weights.sample_weights, n)
     if labelled:
         y = check_labels(labels, n, c, ignore_index=weights.ignore_index)
-        counted = np.ones(n, dtype=bool) if weights.ignore_index is None else (
-            y != weights.ignore_index
-        )
-        y = np.where(counted, y, 0)  # ignored labels may lie outside [0, C)
+        if weights.ignore_index is None:
+            counted = np.ones(n, dtype=bool)
+        else:
+            counted = y != weights.ignore_index
+            y = np.where(counted, y, 0)  # ignored labels may lie outside [0, C)
         t = None
     else:
         if weights.ignore_index is not None:
@@ -225,7 +226,8 @@ def _categorical(
         check_distributions(t, "targets")
         counted = np.ones(n, dtype=bool)
         y = None
-    s_counted = s * counted
+    # Without ignore_index every sample counts: s itself (two passes fewer on small batches).
+    s_counted = s if weights.ignore_index is None else s * counted
 
     # Weight of each sample in the "weights" denominator: sample weight times the class
     # weight of its label (Σ_c t_c w_c for soft targets); smoothing and alpha do not enter.
