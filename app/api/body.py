@@ -176,7 +176,8 @@ def parse_request(model: type[M], body: bytes | bytearray, settings: Settings) -
     # Cheap refusals before any parsing, so that a body built to be expensive (64 MiB of
     # "0," or of tiny keys) costs one scan, not gigabytes: a JSON array of N numbers has
     # N - 1 commas, and a valid body has a few dozen strings.
-    if count_byte(body, b",") > settings.max_elements + 8 * _MAX_FIELDS:
+    most = settings.max_elements + 8 * _MAX_FIELDS
+    if len(body) > most and count_byte(body, b",") > most:
         raise BodyError(
             413, f"the arrays hold more than {settings.max_elements} elements (the limit)"
         )

@@ -72,12 +72,17 @@ class ComputeLane:
         self.fastapi_app = fastapi_app
         self._routes: dict[str, RouteContext] | None = None
         self._handlers: dict[Any, Handler] = {}
+        self._coroutines: dict[str, bool] = {}
 
     def _build(self) -> dict[str, RouteContext]:
         """The routes and handlers, on the first request (routers are included by then)."""
         routes = {
             str(route.path): route for route in iter_route_contexts(self.fastapi_app.routes)
             if served_by_lane(route)
+        }
+        self._coroutines = {
+            path: inspect.iscoroutinefunction(route.route.endpoint)  # type: ignore[attr-defined]
+            for path, route in routes.items()
         }
         # What Starlette gives its ExceptionMiddleware: every handler but the 500 one,
         # which stays with ServerErrorMiddleware (an unhandled error propagates as it does
@@ -125,7 +130,7 @@ class ComputeLane:
         )
         body = await read_json_body(request, settings)
         endpoint: Callable[..., Any] = route.route.endpoint  # type: ignore[attr-defined]
-        if inspect.iscoroutinefunction(endpoint):
+        if self._coroutines[str(route.path)]:
             response = await endpoint(body=body, settings=settings)
         else:
             response = await run_in_threadpool(endpoint, body=body, settings=settings)
