@@ -935,7 +935,7 @@ def _split_around_matrix(body: bytes | bytearray) -> dict[str, Span] | None:
         matrix = _nested_lists(Span(body, lo, hi + 1), key, _MATRIX)
     except InputError:
         return None
-    if matrix is None or matrix.ndim != 2:
+    if matrix is None:
         return None
     shift = hi + 1 - lo - 2
     spans: dict[str, Span] = {}
@@ -961,13 +961,15 @@ def _split_malformed(body: bytes | bytearray, exc: Exception) -> dict[str, Span]
             raise InputError(
                 "", f"expected UTF-8, got an invalid byte at offset {bad}", kind="json_invalid",
             )
-    if offset is None or not _NON_FINITE.match(body, _token_start(body, offset)):
+    start = -1 if offset is None else _token_start(body, offset)
+    if offset is None or not _NON_FINITE.match(body, start):
         raise _syntax_error(body, exc, offset)
     # Mask NaN and Infinity with numbers of the same length: the copy has the body's
     # offsets, and is only used to find the fields (their values are taken from `body`).
-    masked = body.replace(b"NaN", b"0e0") if b"NaN" in body else body
-    if b"Infinity" in masked:
-        masked = masked.replace(b"Infinity", b"0.0e0000")
+    # msgspec read everything before the first one, so the tokens are looked for from
+    # there on: one copy of the body, not two scans and a copy per token.
+    masked = bytearray(body)
+    masked[start:] = masked[start:].replace(b"NaN", b"0e0").replace(b"Infinity", b"0.0e0000")
     try:
         fields = _TOP_LEVEL.decode(masked)
     except RecursionError:
