@@ -70,19 +70,15 @@ class ComputeLane:
     def __init__(self, app: ASGIApp, *, fastapi_app: FastAPI) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
-        self._routes: dict[str, RouteContext] | None = None
+        #: path -> (the route as included, whether its endpoint is a coroutine)
+        self._routes: dict[str, tuple[RouteContext, bool]] | None = None
         self._handlers: dict[Any, Handler] = {}
-        self._coroutines: dict[str, bool] = {}
 
-    def _build(self) -> dict[str, RouteContext]:
+    def _build(self) -> dict[str, tuple[RouteContext, bool]]:
         """The routes and handlers, on the first request (routers are included by then)."""
         routes = {
-            str(route.path): route for route in iter_route_contexts(self.fastapi_app.routes)
-            if served_by_lane(route)
-        }
-        self._coroutines = {
-            path: inspect.iscoroutinefunction(route.route.endpoint)  # type: ignore[attr-defined]
-            for path, route in routes.items()
+            str(route.path): (route, inspect.iscoroutinefunction(route.endpoint))
+            for route in iter_route_contexts(self.fastapi_app.routes) if served_by_lane(route)
         }
         # What Starlette gives its ExceptionMiddleware: every handler but the 500 one,
         # which stays with ServerErrorMiddleware (an unhandled error propagates as it does
@@ -96,14 +92,15 @@ class ComputeLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         routes = self._routes if self._routes is not None else self._build()
-        route = (
+        entry = (
             routes.get(scope["path"])
             if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path")
             else None
         )
-        if route is None:
+        if entry is None:
             await self.app(scope, receive, send)
             return
+        route, coroutine = entry
         # What the router would have put in the scope (metrics and logs read the route).
         scope["router"] = self.fastapi_app.router
         scope["endpoint"] = route.endpoint
@@ -111,7 +108,7 @@ class ComputeLane:
         scope["route"] = route.route
         request = Request(scope, receive)
         try:
-            response = await self._answer(route, request)
+            response = await self._answer(route, coroutine, request)
         except Exception as exc:
             handler = self._handler(exc)
             if handler is None:
@@ -121,7 +118,8 @@ class ComputeLane:
             response = await answer
         await response(scope, receive, send)
 
-    async def _answer(self, route: RouteContext, request: Request) -> Response:
+    async def _answer(self, route: RouteContext, coroutine: bool, request: Request
+                      ) -> Response:
         # FastAPI's order: the router's dependency (the API key), then the parameters.
         provider = self.fastapi_app.dependency_overrides.get(current_settings, current_settings)
         settings = await provider()
@@ -129,8 +127,8 @@ class ComputeLane:
             settings, await bearer_scheme(request), await api_key_scheme(request)
         )
         body = await read_json_body(request, settings)
-        endpoint: Callable[..., Any] = route.route.endpoint  # type: ignore[attr-defined]
-        if self._coroutines[str(route.path)]:
+        endpoint: Callable[..., Any] = route.endpoint  # type: ignore[assignment]
+        if coroutine:
             response = await endpoint(body=body, settings=settings)
         else:
             response = await run_in_threadpool(endpoint, body=body, settings=settings)
