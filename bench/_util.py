@@ -86,6 +86,20 @@ def xentropy_server(*, env: dict[str, str] | None = None, cwd: str = ROOT
         yield served
 
 
+def healthz_latencies(url: str, seconds: float, every: float = 0.01) -> list[float]:
+    """GET ``url``/healthz every ``every`` seconds for ``seconds`` on a connection of its
+    own, as a load balancer's probe would: each answer's latency in seconds (each a 200)."""
+    latencies: list[float] = []
+    with httpx.Client(timeout=10) as client:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            assert client.get(url + "/healthz").status_code == 200
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(every)
+    return latencies
+
+
 def _status_bytes(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -18,6 +18,7 @@ import orjson
 
 from bench._util import (
     best_of,
+    healthz_latencies,
     peak_rss_bytes,
     row,
     rss_bytes,
@@ -123,18 +124,11 @@ def _probe_under_load(probed: str, loaded: str, body: Path, seconds: float
     served = spawn.Value("i", 0)
     senders = [spawn.Process(target=_send_until, args=(loaded, str(body), stop, served),
                              daemon=True) for _ in range(2)]
-    latencies: list[float] = []
     try:
         for sender in senders:
             sender.start()
         time.sleep(2.0)  # the senders import httpx and start sending
-        with httpx.Client(timeout=10) as client:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                t0 = time.perf_counter()
-                assert client.get(probed + "/healthz").status_code == 200
-                latencies.append(time.perf_counter() - t0)
-                time.sleep(0.01)
+        latencies = healthz_latencies(probed, seconds)
     finally:
         stop.set()
         for sender in senders:
