@@ -25,6 +25,7 @@ import binascii
 import codecs
 import json
 import math
+import queue
 import re
 import threading
 from collections.abc import Iterator
@@ -357,19 +358,38 @@ BLOCK_BYTES = 1 << 20
 _BUFFER_TYPE = {"float": ("d", np.float64), "int": ("i", np.int64), "mask": ("i", np.float64)}
 _SEPARATOR = re.compile(rb"[ \t\n\r]*,[ \t\n\r]*")
 #: Texts up to this size are parsed by their thread's own parser: a new one allocates its
-#: buffers at its first parse (26 µs, as long as parsing 256×10 numbers), and a thread's
-#: parser keeps the buffers of the largest text it parsed, so large ones get a new one.
+#: buffers at its first parse (26 µs, as long as parsing 256×10 numbers). A parser keeps
+#: the buffers of the largest text it parsed (about 12 bytes per byte of text at most),
+#: so texts up to BLOCK_BYTES share a few parsers kept for the process instead of one per
+#: thread (a new parser's first parse pays the page faults of its buffers: 0.65 ms of the
+#: 1.7 ms that a 4096×10 matrix, 820 kB, takes), and larger ones get a new parser.
 _OWN_PARSER_BYTES = 1 << 16
+_SHARED_PARSERS = 2
 _THREAD = threading.local()
+_POOL: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
 
-def _parser(n_bytes: int) -> Any:
-    if n_bytes > _OWN_PARSER_BYTES:
-        return simdjson.Parser()
-    parser = getattr(_THREAD, "parser", None)
-    if parser is None:
-        parser = _THREAD.parser = simdjson.Parser()
-    return parser
+@contextmanager
+def _parser(n_bytes: int) -> Iterator[Any]:
+    """A simdjson parser for a text of ``n_bytes`` (or for blocks of a larger one)."""
+    if n_bytes <= _OWN_PARSER_BYTES:
+        parser = getattr(_THREAD, "parser", None)
+        if parser is None:
+            parser = _THREAD.parser = simdjson.Parser()
+        yield parser
+        return
+    if n_bytes > BLOCK_BYTES:
+        yield simdjson.Parser()
+        return
+    try:
+        parser = _POOL.get_nowait()
+    except queue.Empty:
+        parser = simdjson.Parser()
+    yield parser
+    # Not on an exception, which may hold a document of this parser alive (a parser
+    # refuses to parse again while its proxies live).
+    if _POOL.qsize() < _SHARED_PARSERS:
+        _POOL.put(parser)
 
 
 def _nested_lists(span: Span, field: str, spec: ArraySpec) -> np.ndarray | None:
@@ -428,21 +448,21 @@ def _vector(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
         _charge(n)
     of_type, dtype = _BUFFER_TYPE[spec.kind]
     out = np.empty(n, dtype=dtype)
-    parser = _parser(hi - lo)
-    done = 0
-    p = lo
-    while p < hi:
-        q = -1 if hi - p <= BLOCK_BYTES else buf.find(b",", p + BLOCK_BYTES, hi)
-        q = hi if q < 0 else q  # at a comma
-        text = b"".join((b"[", memoryview(buf)[p:q], b"]"))  # one copy
-        block = _simd_block(parser, text, of_type, rows=False)
-        if block is None:
-            block = _strict_block(text, field, spec, done)
-        if done + block.size > n:
-            raise InputError(field, "expected a vector of numbers", kind="type_error")
-        out[done : done + block.size] = block
-        done += block.size
-        p = q + 1
+    with _parser(hi - lo) as parser:
+        done = 0
+        p = lo
+        while p < hi:
+            q = -1 if hi - p <= BLOCK_BYTES else buf.find(b",", p + BLOCK_BYTES, hi)
+            q = hi if q < 0 else q  # at a comma
+            text = b"".join((b"[", memoryview(buf)[p:q], b"]"))  # one copy
+            block = _simd_block(parser, text, of_type, rows=False)
+            if block is None:
+                block = _strict_block(text, field, spec, done)
+            if done + block.size > n:
+                raise InputError(field, "expected a vector of numbers", kind="type_error")
+            out[done : done + block.size] = block
+            done += block.size
+            p = q + 1
     if not plain:
         _charge(done)
     return out[:done]
@@ -454,46 +474,46 @@ def _matrix(buf: bytes | bytearray, lo: int, hi: int, field: str, spec: ArraySpe
     plain = buf.find(b'"', lo, hi) < 0 and buf.find(b"{", lo, hi) < 0
     n_rows = count_byte(buf, b"[", lo, hi)  # exact when plain (no strings, objects or deeper lists)
     of_type, dtype = _BUFFER_TYPE[spec.kind]
-    parser = _parser(hi - lo)
-    out: np.ndarray | None = None
-    done = 0
-    p = lo
-    while p < hi:
-        q = -1 if hi - p <= BLOCK_BYTES else buf.find(b"]", p + BLOCK_BYTES, hi)
-        q = hi if q < 0 else q + 1  # just after a row's "]"
-        text = b"".join((b"[", memoryview(buf)[p:q], b"]"))  # one copy
-        block = _simd_block(parser, text, of_type, rows=True)
-        if block is None:
-            width = None if out is None else out.shape[1]
-            block = _strict_block(text, field, spec, done, width=width)
-            if block.ndim != 2:
-                raise _ragged_block(text, field, spec, done, width)
-        if out is None:
-            if block.shape[1] == 0:
+    with _parser(hi - lo) as parser:
+        out: np.ndarray | None = None
+        done = 0
+        p = lo
+        while p < hi:
+            q = -1 if hi - p <= BLOCK_BYTES else buf.find(b"]", p + BLOCK_BYTES, hi)
+            q = hi if q < 0 else q + 1  # just after a row's "]"
+            text = b"".join((b"[", memoryview(buf)[p:q], b"]"))  # one copy
+            block = _simd_block(parser, text, of_type, rows=True)
+            if block is None:
+                width = None if out is None else out.shape[1]
+                block = _strict_block(text, field, spec, done, width=width)
+                if block.ndim != 2:
+                    raise _ragged_block(text, field, spec, done, width)
+            if out is None:
+                if block.shape[1] == 0:
+                    raise InputError(
+                        field, "expected a non-empty array, got rows of length 0", kind="empty"
+                    )
+                if plain:
+                    _charge(n_rows * block.shape[1])
+                out = np.empty((max(n_rows, block.shape[0]), block.shape[1]), dtype=dtype)
+            elif block.shape[1] != out.shape[1]:
                 raise InputError(
-                    field, "expected a non-empty array, got rows of length 0", kind="empty"
+                    field, f"expected rows of equal length {out.shape[1]}, got a row of length "
+                    f"{block.shape[1]}", position=(done,), kind="ragged",
                 )
-            if plain:
-                _charge(n_rows * block.shape[1])
-            out = np.empty((max(n_rows, block.shape[0]), block.shape[1]), dtype=dtype)
-        elif block.shape[1] != out.shape[1]:
-            raise InputError(
-                field, f"expected rows of equal length {out.shape[1]}, got a row of length "
-                f"{block.shape[1]}", position=(done,), kind="ragged",
-            )
-        if done + block.shape[0] > out.shape[0]:
-            raise InputError(field, "expected a matrix of numbers", kind="type_error")
-        out[done : done + block.shape[0]] = block
-        done += block.shape[0]
-        if _WS.match(buf, q, hi).end() >= hi:  # type: ignore[union-attr]
-            break
-        # Between blocks: one comma, then a row (split_body parses text no decoder has
-        # checked yet: see _split_around_matrix).
-        m = _SEPARATOR.match(buf, q, hi)
-        if m is None or m.end() >= hi:
-            raise InputError(field, "expected a matrix of numbers", position=(done,),
-                             kind="type_error")
-        p = m.end()
+            if done + block.shape[0] > out.shape[0]:
+                raise InputError(field, "expected a matrix of numbers", kind="type_error")
+            out[done : done + block.shape[0]] = block
+            done += block.shape[0]
+            if _WS.match(buf, q, hi).end() >= hi:  # type: ignore[union-attr]
+                break
+            # Between blocks: one comma, then a row (split_body parses text no decoder has
+            # checked yet: see _split_around_matrix).
+            m = _SEPARATOR.match(buf, q, hi)
+            if m is None or m.end() >= hi:
+                raise InputError(field, "expected a matrix of numbers", position=(done,),
+                                 kind="type_error")
+            p = m.end()
     assert out is not None
     if plain and done != out.shape[0]:
         raise InputError(field, "expected a matrix of numbers", kind="type_error")

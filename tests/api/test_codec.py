@@ -501,3 +501,40 @@ def test_the_matrix_is_parsed_wherever_it_stands(body):
 def test_anything_but_one_matrix_of_numbers_goes_to_the_whole_split(body):
     assert codec._split_around_matrix(bytearray(body)) is None
     assert _split_outcome(codec.split_body, body) == _split_outcome(codec._split_whole, body)
+
+
+def _drain_pool() -> list[object]:
+    taken = []
+    while not codec._POOL.empty():
+        taken.append(codec._POOL.get_nowait())
+    return taken
+
+
+def test_texts_beyond_a_threads_own_parser_share_a_few_kept_parsers():
+    """Arrays between 64 KiB and a block of text reuse the process's kept parsers (a new
+    one pays its buffers' page faults at each request); larger ones, and a parse that
+    ended in an exception (which may hold a document of its parser alive), do not put a
+    parser back; the pool never holds more than its bound; answers are unchanged."""
+    _drain_pool()
+    z = np.random.default_rng(3).normal(size=(4096, 10))
+    text = orjson.dumps(z.tolist())
+    assert codec._OWN_PARSER_BYTES < len(text) <= codec.BLOCK_BYTES
+    for _ in range(3):
+        same(fast(text, MATRIX), strict(text, MATRIX))
+        assert codec._POOL.qsize() == 1  # taken, then given back: one parser serves them all
+    kept = codec._POOL.get_nowait()
+    codec._POOL.put(kept)
+    with codec._parser(len(text)) as parser:
+        assert parser is kept
+    with pytest.raises(ZeroDivisionError), codec._parser(len(text)) as parser:
+        assert codec._POOL.empty()
+        1 / 0
+    assert codec._POOL.empty()  # not given back after the exception
+    with codec._parser(codec.BLOCK_BYTES + 1):
+        pass
+    assert codec._POOL.empty()  # a parser sized for more than a block is not kept
+    with codec._parser(len(text)) as a, codec._parser(len(text)) as b, \
+            codec._parser(len(text)) as c:
+        assert len({id(a), id(b), id(c)}) == 3
+    assert codec._POOL.qsize() == codec._SHARED_PARSERS
+    _drain_pool()
