@@ -27,7 +27,7 @@ from bench._util import (
 )
 from xentropy.losses import softmax_cross_entropy_with_integer_labels
 
-OURS, NAIVE = "app.main:app", "bench.naive_app:app"
+OURS, NAIVE, CEILING = "app.main:app", "bench.naive_app:app", "bench.ceiling_app:app"
 JSON = {"content-type": "application/json"}
 
 
@@ -203,9 +203,12 @@ SMALL_SHAPES = [(32, 10), (256, 10), (4096, 10)]
 def small_requests(quick: bool = False) -> list[str]:
     """Requests/s of ``xentropy serve`` (one worker) with its defaults (JSON access log
     and metrics on) and with the access log off, each against a hello-world FastAPI
-    endpoint under uvicorn in the same run: the three servers run side by side and are
-    loaded in turn, round after round (interleaved, so that a change in the machine's
-    load hits all three), and each ratio is the median of the per-round ratios."""
+    endpoint under uvicorn in the same run, and the ceiling of any path on this stack
+    (``bench/ceiling_app.py``: raw ASGI, one simdjson call and the core, no validation,
+    logs or metrics; and the same app only reading the body). The servers run side by
+    side and are loaded in turn, round after round (interleaved, so that a change in the
+    machine's load hits all of them), and each ratio is the median of the per-round
+    ratios."""
     seconds = 2.0 if quick else 4.0
     rounds = 2 if quick else 3
     load = _wrk if shutil.which("wrk") else _httpx
@@ -213,7 +216,8 @@ def small_requests(quick: bool = False) -> list[str]:
     lines = [f"small requests: {tool}, {rounds} interleaved rounds of {seconds:g} s, "
              f"one worker each; load average before: {_loadavg()}"]
     with uvicorn_server(NAIVE) as (hello, _), xentropy_server() as (defaults, _), \
-            xentropy_server(env={"XENTROPY_ACCESS_LOG": "false"}) as (no_log, _):
+            xentropy_server(env={"XENTROPY_ACCESS_LOG": "false"}) as (no_log, _), \
+            uvicorn_server(CEILING) as (ceiling, _):
         for n, c in SMALL_SHAPES:
             z, y = _batch(n, c)
             body = orjson.dumps({"logits": z.tolist(), "labels": y.tolist()})
@@ -221,6 +225,9 @@ def small_requests(quick: bool = False) -> list[str]:
                 "hello-world": (hello + "/hello", body),  # the same body, not read
                 "defaults": (defaults + "/v1/losses/categorical", body),
                 "access log off": (no_log + "/v1/losses/categorical", body),
+                # What bounds any request path on this stack (bench/ceiling_app.py).
+                "ceiling": (ceiling + "/v1/losses/categorical", body),
+                "raw ASGI read": (ceiling + "/read", body),
             }
             for url, data in targets.values():
                 load(url, data, 1.0)  # warm-up
