@@ -39,8 +39,6 @@ Conventions (the HTTP contract, "Precise semantics > Calibration"):
 from xentropy.calibration.binning import MAX_BINS
 from xentropy.calibration.diagram import (
     MAX_PANELS,
-    DiagramOverlays,
-    diagram_overlays,
     reliability_diagram,
     reliability_diagrams,
 )
@@ -77,7 +75,6 @@ __all__ = [
     "CalibrationBin",
     "CalibrationResult",
     "ClassCalibration",
-    "DiagramOverlays",
     "Estimates",
     "Intervals",
     "MacroCalibration",
@@ -85,7 +82,6 @@ __all__ = [
     "calibration_bootstrap_work",
     "calibration_report",
     "calibration_state_of",
-    "diagram_overlays",
     "fit_temperature",
     "reliability_diagram",
     "reliability_diagrams",

@@ -11,36 +11,23 @@ Plain SVG text, no plotting library: the figure is a few dozen shapes.
 * :func:`reliability_diagrams` — small multiples: one panel per result (a label of
   multi-label input), at most :data:`MAX_PANELS`, in a grid. Both draw every panel with
   the same code, the grid only scales and places it.
-* :func:`diagram_overlays` — the intervals and the smooth curve from the data of a
-  report: what the two renderers draw beyond the bins.
+
+What they draw beyond the bins comes from the report itself: each bin's
+``accuracy_interval`` (a report with ``confidence_level``) and ``estimates.smooth_curve``
+(a report with ``estimators=["smooth_ece"]``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from xentropy._numerics import FLOAT64_EPS
-from xentropy._validation import (
-    InputError,
-    as_float_array,
-    check_distributions,
-    check_exactly_one,
-    check_labels,
-    check_range,
-)
+from xentropy._validation import InputError
 from xentropy.calibration.binning import CalibrationBin
-from xentropy.calibration.metrics import (
-    _check_sample_weights,
-    _from_logits,
-    _from_probabilities,
-)
 from xentropy.calibration.report import CalibrationResult
 
 if TYPE_CHECKING:
@@ -84,21 +71,20 @@ def _level_text(confidence_level: float | None) -> str:
 # --------------------------------------------------------------------------- the panel
 
 
-def _check_intervals(bins: Sequence[CalibrationBin], intervals: Sequence[Interval],
-                     field: str) -> None:
-    """Every drawn bar needs a finite interval 0 <= lower <= upper <= 1 (no NaN may reach
-    a coordinate); the entries of bins without a bar are ignored."""
-    if len(intervals) != len(bins):
-        raise InputError(field, f"expected one interval per bin ({len(bins)}), got "
-                         f"{len(intervals)}", kind="shape_mismatch")
-    for i, (b, iv) in enumerate(zip(bins, intervals, strict=True)):
+def _check_intervals(bins: Sequence[CalibrationBin], field: str) -> None:
+    """Every drawn bar of a report with intervals needs a finite ``accuracy_interval``
+    0 <= lower <= upper <= 1 (no NaN may reach a coordinate; a report from
+    :func:`~xentropy.calibration.calibration_report` always has one); bins without a bar
+    are ignored."""
+    for i, b in enumerate(bins):
         if b.count == 0 or b.accuracy is None:
             continue
+        iv = b.accuracy_interval
         if iv is None or not all(math.isfinite(v) for v in iv) or not (
             0.0 <= iv[0] <= iv[1] <= 1.0
         ):
-            raise InputError(field, f"expected 0 <= lower <= upper <= 1 for bin {i}, got {iv}",
-                             position=(i,), kind="out_of_range")
+            raise InputError(field, f"expected an accuracy_interval 0 <= lower <= upper <= 1 "
+                             f"for bin {i}, got {iv}", position=(i,), kind="out_of_range")
 
 
 def _check_smooth(smooth: SmoothECE, field: str) -> None:
@@ -107,8 +93,8 @@ def _check_smooth(smooth: SmoothECE, field: str) -> None:
     if len(curve.mesh) != len(curve.accuracy) or len(curve.mesh) < 2 or not (
         np.isfinite(values).all() and math.isfinite(smooth.ece)
     ):
-        raise InputError(field, "expected a smooth curve of at least 2 finite points",
-                         kind="out_of_range")
+        raise InputError(field, "expected a smooth curve (estimates.smooth_curve) of at "
+                         "least 2 finite points", kind="out_of_range")
 
 
 def _panel(
@@ -320,47 +306,37 @@ def _document(width: float, height: float, title: str, body: list[str]) -> str:
 
 
 def _own_overlays(
-    result: CalibrationResult,
-) -> tuple[tuple[Interval | None, ...] | None, float | None, SmoothECE | None]:
-    """What ``result`` carries for the overlays: each bin's ``accuracy_interval`` (a
-    report with ``confidence_level``) and the smooth curve (with ``estimators``
-    containing ``"smooth_ece"``); ``None`` for what it does not carry."""
+    result: CalibrationResult, field: str
+) -> tuple[tuple[Interval, ...] | None, float | None, SmoothECE | None]:
+    """What ``result`` carries for the overlays, checked (``field`` names it): each bin's
+    ``accuracy_interval`` and their level (a report with ``confidence_level``) and the
+    smooth curve (with ``estimators`` containing ``"smooth_ece"``); ``None`` for what it
+    does not carry."""
     from xentropy.calibration.estimators import SmoothECE
 
     intervals = level = smooth = None
     if result.intervals is not None:
+        _check_intervals(result.bins, field)
         intervals = tuple(b.accuracy_interval for b in result.bins)
         level = result.intervals.confidence_level
     e = result.estimates
     if e is not None and e.smooth_curve is not None and e.smooth_ece is not None:
         smooth = SmoothECE(e.smooth_ece, float(e.smooth_bandwidth or 0.0), e.smooth_curve)
+        _check_smooth(smooth, field)
     return intervals, level, smooth
 
 
-def reliability_diagram(
-    result: CalibrationResult,
-    *,
-    intervals: Sequence[Interval] | None = None,
-    confidence_level: float | None = None,
-    smooth: SmoothECE | None = None,
-    title: str = "Reliability diagram",
-) -> str:
+def reliability_diagram(result: CalibrationResult, *,
+                        title: str = "Reliability diagram") -> str:
     """Render ``result`` (from :func:`~xentropy.calibration.calibration_report`) as SVG.
 
     Args:
       result: the report; one bar per bin with ``accuracy`` (bins without samples have
-        none).
-      intervals: one ``(lower, upper)`` per bin of ``result.bins`` (``None`` or anything
-        for a bin without a bar), e.g. ``diagram_overlays(...).intervals``: drawn as an
-        error bar on each bar, in [0, 1].
-      confidence_level: the coverage of ``intervals``, for the legend.
-      smooth: a :class:`~xentropy.calibration.estimators.SmoothECE`: its curve is drawn
-        over the bars and its ``ece`` written in the legend.
+        none). A report with ``confidence_level`` also gets each bar's
+        ``accuracy_interval`` (its Clopper–Pearson interval) as an error bar, its level in
+        the legend; one with ``estimators=["smooth_ece"]`` its ``estimates.smooth_curve``
+        over the bars and its ``estimates.smooth_ece`` in the legend.
       title: the figure's title (escaped).
-
-    Without ``intervals`` and ``smooth``, the result's own are drawn: the bins'
-    ``accuracy_interval`` (a report with ``confidence_level``) and the smooth curve (with
-    ``estimators=["smooth_ece"]``).
 
     Returns:
       an SVG document (560 × 640), deterministic: the same arguments give the same text.
@@ -368,31 +344,27 @@ def reliability_diagram(
       y = 58 + 360·(1 − v).
 
     Raises:
-      InputError: naming ``intervals`` or ``smooth`` when they do not fit ``result``.
+      InputError: naming ``result`` when a drawn bar has no finite ``accuracy_interval``
+        in [0, 1] or the smooth curve is not finite (never for a report of
+        :func:`~xentropy.calibration.calibration_report`).
 
     >>> from xentropy.calibration import calibration_report
-    >>> r = calibration_report([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], n_bins=2)
-    >>> svg = reliability_diagram(r, intervals=[(0.0084, 0.9057), (0.025, 1.0)])
+    >>> r = calibration_report([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], n_bins=2,
+    ...                        confidence_level=0.95, bootstrap={"n_resamples": 1})
+    >>> [tuple(round(v, 4) for v in b.accuracy_interval) for b in r.bins]
+    [(0.0084, 0.9057), (0.025, 1.0)]
+    >>> svg = reliability_diagram(r)
     >>> svg.count('class="bar"'), svg.count('class="interval"'), "ECE = 8.75%" in svg
     (2, 2, True)
     """
-    if intervals is None and smooth is None:
-        intervals, confidence_level, smooth = _own_overlays(result)
-    if intervals is not None:
-        _check_intervals(result.bins, intervals, "intervals")
-    if smooth is not None:
-        _check_smooth(smooth, "smooth")
-    return _document(WIDTH, HEIGHT, title,
-                     _panel(result, title, intervals, confidence_level, smooth))
+    intervals, level, smooth = _own_overlays(result, "result")
+    return _document(WIDTH, HEIGHT, title, _panel(result, title, intervals, level, smooth))
 
 
 def reliability_diagrams(
     results: Sequence[CalibrationResult],
     titles: Sequence[str],
     *,
-    intervals: Sequence[Sequence[Interval] | None] | None = None,
-    confidence_level: float | None = None,
-    smooth: Sequence[SmoothECE | None] | None = None,
     title: str = "Reliability diagrams",
 ) -> str:
     """Small multiples: one reliability diagram per result, in a grid.
@@ -400,10 +372,9 @@ def reliability_diagrams(
     Args:
       results: 1 to :data:`MAX_PANELS` reports (the ``per_label`` reports of multi-label
         input; with more labels, draw the pooled ``micro`` report with
-        :func:`reliability_diagram` instead).
+        :func:`reliability_diagram` instead), each drawn with its own intervals and
+        smooth curve as by :func:`reliability_diagram`.
       titles: one title per panel (escaped), e.g. the label names.
-      intervals, smooth: one entry per panel (or ``None`` for none), each as the argument
-        of :func:`reliability_diagram`; confidence_level: their coverage.
       title: the figure's title (escaped).
 
     Returns:
@@ -412,7 +383,8 @@ def reliability_diagrams(
       title. Deterministic.
 
     Raises:
-      InputError: naming ``results``, ``titles``, ``intervals`` or ``smooth``.
+      InputError: naming ``results``, ``titles`` or ``results[i]`` (as ``result`` for
+        :func:`reliability_diagram`).
 
     >>> from xentropy.calibration import calibration_report
     >>> rs = [calibration_report([0.2, 0.7, 0.9], y, n_bins=3) for y in ([0, 1, 1], [1, 0, 1])]
@@ -424,22 +396,10 @@ def reliability_diagrams(
     if not 1 <= n <= MAX_PANELS:
         raise InputError("results", f"expected 1 to {MAX_PANELS} results (more labels: draw "
                          f"the micro diagram), got {n}", kind="out_of_range")
-    for name, seq in (("titles", titles), ("intervals", intervals), ("smooth", smooth)):
-        if seq is not None and len(seq) != n:
-            raise InputError(name, f"expected one entry per result ({n}), got {len(seq)}",
-                             kind="shape_mismatch")
-    if intervals is None and smooth is None:
-        own = [_own_overlays(r) for r in results]
-        intervals, smooth = [o[0] for o in own], [o[2] for o in own]
-        confidence_level = next((o[1] for o in own if o[1] is not None), confidence_level)
-    ivs = [None] * n if intervals is None else list(intervals)
-    sms = [None] * n if smooth is None else list(smooth)
-    for i in range(n):
-        iv, sm = ivs[i], sms[i]
-        if iv is not None:
-            _check_intervals(results[i].bins, iv, f"intervals[{i}]")
-        if sm is not None:
-            _check_smooth(sm, f"smooth[{i}]")
+    if len(titles) != n:
+        raise InputError("titles", f"expected one entry per result ({n}), got {len(titles)}",
+                         kind="shape_mismatch")
+    overlays = [_own_overlays(r, f"results[{i}]") for i, r in enumerate(results)]
     cols = math.isqrt(n - 1) + 1  # ⌈√n⌉
     rows = -(-n // cols)
     scale = 1 / math.sqrt(cols)
@@ -454,111 +414,8 @@ def reliability_diagrams(
         r, c = divmod(i, cols)
         body.append(f'<g class="panel" transform="translate({c * cell_w:.4f} '
                     f'{HEADER + r * cell_h:.4f}) scale({scale:.6f})">')
-        body += _panel(res, titles[i], ivs[i], confidence_level, sms[i])
+        body += _panel(res, titles[i], *overlays[i])
         body.append("</g>")
     width = round(cols * cell_w, 4)
     height = round(HEADER + rows * cell_h, 4)
     return _document(width, height, title, body)
-
-
-# --------------------------------------------------------------------------- overlays
-
-
-@dataclass(frozen=True)
-class DiagramOverlays:
-    """What a reliability diagram draws beyond the bins of a report.
-
-    Attributes:
-      intervals: per bin of the report, the Clopper–Pearson interval (lower, upper) of its
-        accuracy (``None`` for a bin without samples); ``None`` when not asked.
-      confidence_level: their coverage (``None`` when not asked).
-      smooth: the smooth ECE and its reliability curve; ``None`` when not asked.
-    """
-
-    intervals: tuple[Interval, ...] | None
-    confidence_level: float | None
-    smooth: SmoothECE | None
-
-
-def diagram_overlays(
-    probabilities: ArrayLike | None = None,
-    labels: ArrayLike | None = None,
-    *,
-    bins: Sequence[CalibrationBin],
-    logits: ArrayLike | None = None,
-    sample_weights: ArrayLike | None = None,
-    confidence_level: float | None = None,
-    smooth: bool = False,
-) -> DiagramOverlays:
-    """The uncertainty a reliability diagram shows, from the data of a report.
-
-    Args:
-      probabilities, labels, logits, sample_weights: as sent to
-        :func:`~xentropy.calibration.calibration_report` (one column of multi-label input
-        is the binary case, shape (N,)).
-      bins: the report's ``bins`` (their edges place the samples).
-      confidence_level: in (0, 1): add the per-bin intervals.
-      smooth: add the smooth ECE and its curve.
-
-    Returns:
-      :class:`DiagramOverlays`. With the binned value c_i (top-label confidence; binary:
-      the probability of class 1) and outcome o_i (top-label correctness; binary: the
-      label) of the report, bin b holds n_b samples (unweighted) and k_b = Σ o_i of them;
-      its interval is :func:`~xentropy.calibration.intervals.clopper_pearson` (k_b, n_b),
-      that is ``scipy.stats.binomtest(k_b, n_b).proportion_ci(confidence_level,
-      method="exact")``. ``smooth`` is
-      :func:`~xentropy.calibration.estimators.smooth_ece` (c, o, sample_weights).
-
-    Raises:
-      InputError: naming the offending argument, or ``bins`` when they are not the
-        report's bins of this data.
-
-    >>> from xentropy.calibration import calibration_report
-    >>> r = calibration_report([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], n_bins=2)
-    >>> ov = diagram_overlays([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], bins=r.bins,
-    ...                       confidence_level=0.95)
-    >>> [tuple(round(v, 4) for v in iv) for iv in ov.intervals]
-    [(0.0084, 0.9057), (0.025, 1.0)]
-    """
-    # Imported here: ``import xentropy`` does not load the estimators and the bootstrap.
-    from xentropy.calibration.estimators import smooth_ece
-    from xentropy.calibration.intervals import clopper_pearson
-
-    check_exactly_one("probabilities", probabilities, "logits", logits)
-    if probabilities is not None:
-        scores = np.ascontiguousarray(as_float_array(probabilities, "probabilities",
-                                                     ndim=(1, 2)))
-        if scores.ndim == 1:
-            check_range(scores, "probabilities", low=0.0, high=1.0, what="a probability")
-        else:
-            check_distributions(scores, "probabilities")
-    else:
-        scores = np.ascontiguousarray(as_float_array(logits, "logits", ndim=(1, 2)))
-    if labels is None:
-        raise InputError("labels", "expected one label per sample, got none", kind="missing")
-    n_classes = 2 if scores.ndim == 1 else scores.shape[1]
-    y = check_labels(labels, scores.shape[0], n_classes)
-    w = _check_sample_weights(sample_weights, scores.shape[0])
-    model = (_from_probabilities(scores, y, FLOAT64_EPS) if probabilities is not None
-             else _from_logits(scores, y))
-    # The report's rule: a value's bin is the number of inner edges strictly below it.
-    inner = np.array([b.lower for b in bins[1:]], dtype=np.float64)
-    where = np.searchsorted(inner, model.confidence, side="left")
-    count = np.bincount(where, minlength=len(bins))
-    if len(bins) == 0 or count.tolist() != [b.count for b in bins]:
-        raise InputError("bins", "expected the bins of calibration_report on this data "
-                         "(their counts differ)", kind="value_error")
-    intervals = None
-    if confidence_level is not None:
-        ci = clopper_pearson(np.bincount(where, weights=model.outcome, minlength=len(bins)),
-                             count, confidence_level=confidence_level)
-        intervals = tuple(
-            (float(lo), float(hi)) if n > 0 else None
-            for lo, hi, n in zip(ci.lower, ci.upper, count, strict=True)
-        )
-        confidence_level = ci.confidence_level
-    return DiagramOverlays(
-        intervals=intervals,
-        confidence_level=confidence_level,
-        smooth=smooth_ece(model.confidence, model.outcome, sample_weights=w) if smooth else None,
-    )
