@@ -3,7 +3,8 @@ with no validation, no error handling, no logs and no metrics.
 
 ``/v1/losses/categorical`` reads the body, parses it with one simdjson call (logits and
 labels straight into buffers), computes the same loss with the library's core and
-answers ``{"loss": ...}``; ``/read`` reads the body and answers a constant. What
+answers ``{"loss": ...}``; any other path (``bench small`` uses ``/read``) reads the
+body and answers a constant. What
 ``bench small`` prints for them bounds what the service can reach at each batch size:
 the work left is JSON parsing and the core, not the framework.
 """
